@@ -1,0 +1,1 @@
+"""Analysis tools: parameter/FLOPs/memory/cost, mask pictures, attention rank, emergence metrics."""

@@ -1,0 +1,30 @@
+"""``unimask masks``: the three families' attention masks as text and as a PNG figure."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from unimask.errors import UnimaskError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("masks", help="show the three families' attention masks (terminal and PNG)")
+    p.add_argument("--source-len", type=int, default=4, help="length of the input (source / prefix)")
+    p.add_argument("--target-len", type=int, default=3, help="length of the output (target)")
+    p.add_argument("--out", default="masks.png", help="PNG file to write ('' for none)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from unimask.analysis.mask_plots import mask_text, plot_masks
+
+    if args.source_len <= 0 or args.target_len <= 0:
+        raise UnimaskError("--source-len and --target-len must be positive")
+    if args.source_len + args.target_len > 64:
+        raise UnimaskError("--source-len + --target-len must be at most 64 to stay readable")
+    print(mask_text(args.source_len, args.target_len))
+    if args.out:
+        path = plot_masks(args.source_len, args.target_len, Path(args.out))
+        print(f"wrote {path}")
+    return 0

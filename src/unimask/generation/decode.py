@@ -1,0 +1,199 @@
+"""KV-cache decoding for the three families.
+
+* causal decoder: one prefill over the (left-padded) prompts, then one token at a time;
+* prefix decoder: the prompt is the prefix, encoded bidirectionally in the one prefill, then the answer is
+  decoded causally (GLM, U-PaLM);
+* encoder-decoder: the encoder runs once, the cross-attention keys and values are cached once, and the
+  decoder runs one token at a time from its start token (T5, BART).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from unimask.generation.sampling import choose_next
+
+
+@dataclass
+class GenerationConfig:
+    """How to pick tokens; ``temperature == 0`` or ``do_sample=False`` is greedy."""
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    eos_token_id: int | None = None
+    seed: int | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class Step:
+    """One decoding step: the chosen ``tokens (B,)``, the ``logits (B, V)`` they came from, and which rows
+    had already finished before this step (their token is padding)."""
+
+    tokens: Tensor
+    logits: Tensor
+    finished: Tensor
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, *, left: bool,
+                device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Lists of token ids -> ``ids (B, P)`` and ``attention_mask (B, P)``, padded on the left or right."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        sl = slice(width - len(p), width) if left else slice(0, len(p))
+        ids[i, sl] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, sl] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _as_batch(model, input_ids, attention_mask, left: bool) -> tuple[Tensor, Tensor]:  # noqa: ANN001
+    device = next(model.parameters()).device
+    if isinstance(input_ids, Tensor):
+        ids = input_ids.to(device)
+        if ids.dim() == 1:
+            ids = ids[None]
+        mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(device)
+        return ids, mask
+    return pad_prompts(input_ids, model.config.pad_token_id, left=left, device=device)
+
+
+def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None, *,  # noqa: ANN001
+                    config: GenerationConfig | None = None, mask_position: Tensor | None = None,
+                    generator: torch.Generator | None = None, **kwargs: object) -> Iterator[Step]:
+    """Yield one ``Step`` per new token until every row has produced EOS or ``max_new_tokens``.
+
+    Decoder-only prompts are left-padded; encoder-decoder sources are right-padded. ``mask_position (B,)``
+    (GLM 2D positions only): the position id every generated token takes; default the last prompt position.
+    """
+    cfg = config or GenerationConfig()
+    for key, value in kwargs.items():
+        if not hasattr(cfg, key):
+            raise TypeError(f"unknown generation argument '{key}'")
+        setattr(cfg, key, value)
+    mc = model.config
+    eos = cfg.eos_token_id if cfg.eos_token_id is not None else mc.eos_token_id
+    if generator is None and cfg.seed is not None:
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
+    enc_dec = mc.arch == "encoder_decoder"
+    ids, mask = _as_batch(model, input_ids, attention_mask, left=not enc_dec)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            steps = _encdec_steps(model, ids, mask, cfg) if enc_dec else _decoder_steps(model, ids, mask, cfg,
+                                                                                       mask_position)
+            yield from _select(steps, ids, cfg, eos, mc.pad_token_id, generator)
+    finally:
+        model.train(was_training)
+
+
+def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int,  # noqa: ANN001
+            generator: torch.Generator | None) -> Iterator[Step]:
+    """Drive a step function: it yields logits, receives the chosen tokens."""
+    B = ids.shape[0]
+    finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
+    previous = ids.clone()
+    logits = next(steps)
+    for i in range(cfg.max_new_tokens):
+        token = choose_next(logits, previous=previous, do_sample=cfg.do_sample, temperature=cfg.temperature,
+                            top_k=cfg.top_k, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
+                            generator=generator)
+        token = token.masked_fill(finished, pad)
+        yield Step(tokens=token, logits=logits, finished=finished.clone())
+        if eos is not None:
+            finished = finished | (token == eos)
+        previous = torch.cat([previous, token[:, None]], dim=1)
+        if bool(finished.all()) or i == cfg.max_new_tokens - 1:
+            break
+        logits = steps.send(token)
+    steps.close()
+
+
+def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,  # noqa: ANN001
+                   mask_position: Tensor | None):  # noqa: ANN202
+    mc = model.config
+    B, P = ids.shape
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    is_prefix = mask.bool() if mc.arch == "prefix" else None
+    glm = mc.position == "glm2d"
+    block = torch.zeros_like(positions) if glm else None
+    gen_pos = positions[:, -1] if mask_position is None else mask_position.to(ids.device)
+    if P + cfg.max_new_tokens > mc.max_seq_len and mc.position == "learned":
+        raise ValueError(f"prompt ({P}) + max_new_tokens ({cfg.max_new_tokens}) exceeds max_seq_len {mc.max_seq_len}")
+    if cfg.use_cache:
+        cache = model.make_cache(B, P + cfg.max_new_tokens)
+        out = model(ids, attention_mask=mask, is_prefix=is_prefix, position_ids=positions,
+                    block_position_ids=block, cache=cache)
+        step = 0
+        last_pos = positions[:, -1]
+        while True:
+            token = yield out.logits[:, -1].float()
+            step += 1
+            if glm:
+                pos, blk = gen_pos[:, None], torch.full_like(gen_pos[:, None], step)
+            else:
+                last_pos = last_pos + 1
+                pos, blk = last_pos[:, None], None
+            out = model(token[:, None], position_ids=pos, block_position_ids=blk, cache=cache)
+    else:  # recompute everything each step: the reference the cache must match
+        seq, m = ids, mask
+        pos_all, blk_all, flags = positions, block, is_prefix
+        step = 0
+        while True:
+            out = model(seq, attention_mask=m, is_prefix=flags, position_ids=pos_all, block_position_ids=blk_all)
+            token = yield out.logits[:, -1].float()
+            step += 1
+            seq = torch.cat([seq, token[:, None]], 1)
+            m = torch.cat([m, torch.ones_like(token[:, None])], 1)
+            if flags is not None:
+                flags = torch.cat([flags, torch.zeros_like(token[:, None], dtype=torch.bool)], 1)
+            if glm:
+                pos_all = torch.cat([pos_all, gen_pos[:, None]], 1)
+                blk_all = torch.cat([blk_all, torch.full_like(gen_pos[:, None], step)], 1)
+            else:
+                pos_all = torch.cat([pos_all, pos_all[:, -1:] + 1], 1)
+
+
+def _encdec_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig):  # noqa: ANN202, ANN001
+    mc = model.config
+    B, S = ids.shape
+    memory, _ = model.encode(ids, attention_mask=mask)
+    dec = torch.full((B, 1), mc.start_token_id, dtype=torch.long, device=ids.device)
+    if cfg.use_cache:
+        cache = model.make_cache(B, cfg.max_new_tokens + 1, S)
+        out = model(attention_mask=mask, encoder_out=memory, decoder_input_ids=dec, cache=cache)
+        while True:
+            token = yield out.logits[:, -1].float()
+            out = model(attention_mask=mask, encoder_out=memory, decoder_input_ids=token[:, None], cache=cache)
+    else:
+        while True:
+            out = model(attention_mask=mask, encoder_out=memory, decoder_input_ids=dec)
+            token = yield out.logits[:, -1].float()
+            dec = torch.cat([dec, token[:, None]], 1)
+
+
+def generate(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None,  # noqa: ANN001
+             **kwargs: object) -> Tensor:
+    """New tokens ``(B, N)`` for a batch of prompts; rows that stopped early are padded with pad_token_id.
+
+    Keyword arguments are the fields of ``GenerationConfig`` (max_new_tokens, do_sample, temperature,
+    top_k, top_p, repetition_penalty, eos_token_id, seed, use_cache) plus ``mask_position`` and
+    ``generator``.
+    """
+    tokens = [s.tokens for s in generate_stream(model, input_ids, attention_mask, **kwargs)]  # type: ignore[arg-type]
+    if not tokens:
+        B = len(input_ids) if not isinstance(input_ids, Tensor) else (input_ids.shape[0] if input_ids.dim() > 1 else 1)
+        return torch.zeros((B, 0), dtype=torch.long)
+    return torch.stack(tokens, dim=1)

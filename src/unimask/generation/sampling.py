@@ -1,0 +1,49 @@
+"""Choosing the next token: repetition penalty, temperature, top-k, top-p (nucleus), greedy."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def apply_repetition_penalty(logits: Tensor, previous: Tensor, penalty: float) -> Tensor:
+    """CTRL-style penalty (Keskar et al. 2019): tokens already present lose probability.
+
+    ``logits (B, V)``, ``previous (B, t)`` token ids (negative ids are ignored).
+    """
+    if penalty == 1.0 or previous.numel() == 0:
+        return logits
+    prev = previous.clamp(min=0)
+    picked = logits.gather(1, prev)
+    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
+    out = logits.clone()
+    out.scatter_(1, prev, picked)
+    return out
+
+
+def top_k_top_p(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Set logits outside the top-k and outside the smallest set with probability >= top_p to -inf."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        drop[..., 0] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def choose_next(logits: Tensor, *, previous: Tensor | None = None, do_sample: bool = False,
+                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                generator: torch.Generator | None = None) -> Tensor:
+    """``logits (B, V)`` -> next token ids ``(B,)``."""
+    logits = logits.float()
+    if previous is not None:
+        logits = apply_repetition_penalty(logits, previous, repetition_penalty)
+    if not do_sample or temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = top_k_top_p(logits / temperature, top_k, top_p)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,126 @@
+"""What every unimask LM shares: token embedding, output head, loss, init, save and generate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unimask.config import ModelConfig
+
+
+@dataclass
+class LMOutput:
+    """``logits (B, T, V)``; ``loss`` = ``loss_sum / n_loss_tokens`` over labels != -100."""
+
+    logits: Tensor
+    loss: Tensor | None = None
+    loss_sum: Tensor | None = None
+    n_loss_tokens: Tensor | None = None
+    attentions: list[Tensor] | None = None
+    encoder_out: Tensor | None = None
+
+
+def lm_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Sum of token cross-entropies over positions whose label is not -100, their count, and the mean.
+
+    Labels are aligned with logits: ``labels[b, t]`` is the token that position t must predict.
+    """
+    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+    n = (labels != -100).sum()
+    return loss_sum / n.clamp(min=1), loss_sum, n
+
+
+def positions_from(attention_mask: Tensor | None, segment_ids: Tensor | None, batch: int, length: int,
+                   device: torch.device, offset: int = 0) -> Tensor:
+    """Default position ids ``(B, T)``: restart at each packed segment, skip left padding, else arange."""
+    if segment_ids is not None:
+        idx = torch.arange(length, device=device).expand(batch, length)
+        change = torch.ones_like(segment_ids, dtype=torch.bool)
+        change[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+        start = torch.where(change, idx, torch.zeros_like(idx)).cummax(dim=1).values
+        return idx - start
+    if attention_mask is not None:
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0) + offset
+    return torch.arange(offset, offset + length, device=device).expand(batch, length)
+
+
+class UnimaskLM(nn.Module):
+    """Base class: ``embed`` (V, d) token embedding, ``lm_head`` (tied or not), optional final logits bias."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.final_logits_bias:
+            self.register_buffer("final_logits_bias", torch.zeros(config.vocab_size))
+
+    def tie_weights(self) -> None:
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    def init_weights(self) -> None:
+        """Normal(0, init_std) for matrices and embeddings, zeros for biases, ones for norms."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+        # residual projections scaled by depth (GPT-2, Radford et al. 2019)
+        depth = max(1, self.config.n_layers + self.config.encoder_layers)
+        for name, p in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=std / math.sqrt(2 * depth))
+
+    def logits(self, h: Tensor) -> Tensor:
+        """Hidden states ``(B, T, d)`` -> logits ``(B, T, V)``."""
+        if self.config.scale_tied_output and self.config.tie_embeddings:
+            h = h * self.config.d_model ** -0.5  # T5 v1.0 rescales before the tied output projection
+        out = self.lm_head(h)
+        if self.config.final_logits_bias:
+            out = out + self.final_logits_bias
+        return out
+
+    def _output(self, h: Tensor, labels: Tensor | None, probs: list[Tensor], encoder_out: Tensor | None = None,
+                ) -> LMOutput:
+        logits = self.logits(h)
+        out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out)
+        if labels is not None:
+            out.loss, out.loss_sum, out.n_loss_tokens = lm_loss(logits, labels)
+        return out
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Switch every attention layer to ``sdpa``, ``eager`` or ``flex``."""
+        from unimask.models.attention import Attention
+
+        if backend not in ("sdpa", "eager", "flex"):
+            raise ValueError(f"unknown attention backend '{backend}' (sdpa, eager, flex)")
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.backend = backend  # type: ignore[assignment]
+
+    def num_parameters(self) -> int:
+        """Unique parameters (a tied embedding counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
+        from unimask.checkpoint import save_model
+
+        return save_model(self, directory)
+
+    @torch.no_grad()
+    def generate(self, input_ids: Tensor | list[list[int]], **kwargs: Any) -> Tensor:
+        """Decode with a KV cache; see ``unimask.generation.generate`` for the arguments."""
+        from unimask.generation import generate
+
+        return generate(self, input_ids, **kwargs)

@@ -1,0 +1,167 @@
+"""Building blocks: norms, MLPs, rotary and relative positions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unimask.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019; T5's layer norm). Computed in fp32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def make_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
+    dim = dim or config.d_model
+    if config.norm == "rmsnorm":
+        return RMSNorm(dim, config.norm_eps)
+    return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.norm_bias)
+
+
+def activation_fn(config: ModelConfig):  # noqa: ANN201 - returns a callable
+    if config.activation in ("gelu", "gated-gelu"):
+        approx = config.gelu_approximate
+        return lambda x: F.gelu(x, approximate=approx)
+    if config.activation == "relu":
+        return F.relu
+    return F.silu  # silu and swiglu
+
+
+class MLP(nn.Module):
+    """Feed-forward block. Gated variants (SwiGLU, GeGLU; Shazeer 2020) use gate * up -> down."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d, f, b = config.d_model, config.d_ff, config.bias
+        self.gated = config.gated
+        self.act = activation_fn(config)
+        if self.gated:
+            self.gate_proj = nn.Linear(d, f, bias=b)
+        self.up_proj = nn.Linear(d, f, bias=b)
+        self.down_proj = nn.Linear(f, d, bias=b)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.gated:
+            h = self.act(self.gate_proj(x)) * self.up_proj(x)
+        else:
+            h = self.act(self.up_proj(x))
+        return self.down_proj(self.dropout(h))
+
+
+# Rotary positions (Su et al. 2021, RoFormer) -----------------------------------------------------------
+
+def rope_inv_freq(dim: int, config: ModelConfig) -> Tensor:
+    """``(dim/2,)`` inverse frequencies, with the common rope scalings (linear, llama3) applied."""
+    inv = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    scaling = config.rope_scaling or {}
+    kind = scaling.get("type", scaling.get("rope_type", "default"))
+    if kind == "linear":
+        inv = inv / float(scaling["factor"])
+    elif kind == "llama3":
+        factor = float(scaling["factor"])
+        low, high = float(scaling.get("low_freq_factor", 1.0)), float(scaling.get("high_freq_factor", 4.0))
+        old_len = float(scaling.get("original_max_position_embeddings", 8192))
+        wavelen = 2 * math.pi / inv
+        smooth = (old_len / wavelen - low) / (high - low)
+        scaled = torch.where(wavelen > old_len / low, inv / factor, inv)
+        mid = (wavelen <= old_len / low) & (wavelen >= old_len / high)
+        inv = torch.where(mid, (1 - smooth) * inv / factor + smooth * inv, scaled)
+    return inv.float()
+
+
+def rope_cos_sin(position_ids: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
+    """``position_ids (B, T)`` -> cos, sin ``(B, 1, T, dim)`` (halves repeated, NeoX/LLaMA layout)."""
+    angles = position_ids[..., None].float() * inv_freq.to(position_ids.device)  # (B, T, dim/2)
+    emb = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, T, dim)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x (B, H, T, dim)`` by the angles in cos/sin (rotate-half convention)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+class RotaryPositions(nn.Module):
+    """RoPE; for ``glm2d`` (ChatGLM) the head is split in two halves, rotated by position and block position."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.two_d = config.position == "glm2d"
+        dim = config.head_dim_ // 2 if self.two_d else config.head_dim_
+        self.register_buffer("inv_freq", rope_inv_freq(dim, config), persistent=False)
+
+    def forward(self, position_ids: Tensor, block_position_ids: Tensor | None) -> tuple[Tensor, ...]:
+        cos, sin = rope_cos_sin(position_ids, self.inv_freq)
+        if not self.two_d:
+            return cos, sin
+        if block_position_ids is None:
+            block_position_ids = torch.zeros_like(position_ids)
+        cos2, sin2 = rope_cos_sin(block_position_ids, self.inv_freq)
+        return cos, sin, cos2, sin2
+
+
+def rotate_qk(q: Tensor, k: Tensor, rope: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """Apply (1-D or 2-D) rotary embeddings to queries and keys ``(B, H, T, hd)``."""
+    if len(rope) == 2:
+        return apply_rope(q, *rope), apply_rope(k, *rope)
+    cos, sin, cos2, sin2 = rope
+    half = q.shape[-1] // 2
+
+    def both(x: Tensor) -> Tensor:
+        return torch.cat([apply_rope(x[..., :half], cos, sin), apply_rope(x[..., half:], cos2, sin2)], dim=-1)
+
+    return both(q), both(k)
+
+
+# T5 relative position buckets (Raffel et al. 2020, section 2.1) ----------------------------------------
+
+def relative_bucket(relative: Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> Tensor:
+    """Map key-minus-query distances to buckets: exact for small distances, log-spaced up to max_distance."""
+    bucket = torch.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        bucket = bucket + (relative > 0).long() * num_buckets
+        distance = relative.abs()
+    else:
+        distance = (-relative).clamp(min=0)
+    exact = num_buckets // 2
+    is_small = distance < exact
+    log_ratio = torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact)
+    large = exact + (log_ratio * (num_buckets - exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return bucket + torch.where(is_small, distance, large)
+
+
+class RelativeBias(nn.Module):
+    """Learned scalar bias per (bucket, head), shared by all layers of a stack, as in T5."""
+
+    def __init__(self, config: ModelConfig, bidirectional: bool) -> None:
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.num_buckets, self.max_distance = config.rel_buckets, config.rel_max_distance
+        self.embedding = nn.Embedding(config.rel_buckets, config.n_heads)
+
+    def forward(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+        """``q_pos (B, Tq)``, ``k_pos (B, Tk)`` -> additive bias ``(B, H, Tq, Tk)``."""
+        relative = k_pos[:, None, :] - q_pos[:, :, None]  # (B, Tq, Tk)
+        buckets = relative_bucket(relative.long(), self.bidirectional, self.num_buckets, self.max_distance)
+        return self.embedding(buckets).permute(0, 3, 1, 2)

@@ -1,0 +1,115 @@
+"""One Transformer block and one stack of blocks, shared by all three families."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from unimask.config import ModelConfig
+from unimask.models.attention import Attention
+from unimask.models.kv_cache import KVCache
+from unimask.models.layers import MLP, RelativeBias, RotaryPositions, make_norm
+
+
+class Block(nn.Module):
+    """Pre-norm (GPT-2, LLaMA, T5), post-norm (BART, original Transformer) or parallel (GPT-J, PaLM)."""
+
+    def __init__(self, config: ModelConfig, cross: bool = False) -> None:
+        super().__init__()
+        self.post_norm = config.norm_position == "post"
+        self.parallel = config.parallel_block
+        self.attn_norm = make_norm(config)
+        self.attn = Attention(config)
+        if cross:
+            self.cross_norm = make_norm(config)
+            self.cross_attn = Attention(config, cross=True)
+        self.has_cross = cross
+        if not self.parallel:
+            self.mlp_norm = make_norm(config)
+        self.mlp = MLP(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None, *, rope: tuple[Tensor, ...] | None = None,
+                bias: Tensor | None = None, memory: Tensor | None = None, cross_mask: Tensor | None = None,
+                cache: KVCache | None = None, index: int = 0,
+                return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``x (B, T, d)`` -> ``(B, T, d)`` and this layer's self-attention probabilities if asked."""
+        self_cache = cache.layers[index] if cache is not None else None
+        if self.parallel:  # x + attn(norm(x)) + mlp(norm(x)) (Wang & Komatsuzaki 2021; Chowdhery et al. 2022)
+            h = self.attn_norm(x)
+            a, probs = self.attn(h, mask, rope=rope, bias=bias, cache=self_cache, return_probs=return_probs)
+            return x + self.dropout(a) + self.dropout(self.mlp(h)), probs
+        if self.post_norm:
+            a, probs = self.attn(x, mask, rope=rope, bias=bias, cache=self_cache, return_probs=return_probs)
+            x = self.attn_norm(x + self.dropout(a))
+        else:
+            a, probs = self.attn(self.attn_norm(x), mask, rope=rope, bias=bias, cache=self_cache,
+                                 return_probs=return_probs)
+            x = x + self.dropout(a)
+        if self.has_cross:
+            cross_cache = cache.cross[index] if cache is not None and cache.cross else None
+            src = x if self.post_norm else self.cross_norm(x)
+            c, _ = self.cross_attn(src, cross_mask, memory=memory, cache=cross_cache)
+            x = self.cross_norm(x + self.dropout(c)) if self.post_norm else x + self.dropout(c)
+        if self.post_norm:
+            return self.mlp_norm(x + self.dropout(self.mlp(x))), probs
+        return x + self.dropout(self.mlp(self.mlp_norm(x))), probs
+
+
+class Stack(nn.Module):
+    """Embedding extras (positions, embedding norm), blocks and the final norm of one stack.
+
+    The token embedding lives in the LM (shared by encoder, decoder and the output head).
+    ``causal_relative``: T5 decoders bucket relative positions one-sidedly, encoders two-sidedly.
+    """
+
+    def __init__(self, config: ModelConfig, n_layers: int, *, cross: bool = False,
+                 causal_relative: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        if config.position == "learned":
+            self.pos = nn.Embedding(config.max_seq_len + config.learned_pos_offset, config.d_model)
+        if config.position in ("rope", "glm2d"):
+            self.rope = RotaryPositions(config)
+        if config.position == "t5_relative":
+            self.rel_bias = RelativeBias(config, bidirectional=not causal_relative)
+        if config.embedding_norm:
+            self.embed_norm = make_norm(config)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(Block(config, cross=cross) for _ in range(n_layers))
+        self.final_norm = make_norm(config) if config.norm_position == "pre" else None
+
+    def forward(self, tok: Tensor, mask: Tensor | None, position_ids: Tensor, *,
+                block_position_ids: Tensor | None = None, memory: Tensor | None = None,
+                cross_mask: Tensor | None = None, cache: KVCache | None = None,
+                return_probs: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """``tok (B, T, d)`` embedded tokens, ``position_ids (B, T)`` -> hidden states ``(B, T, d)``."""
+        h = tok * self.embed_scale if self.embed_scale != 1.0 else tok
+        cfg = self.config
+        if cfg.position == "learned":
+            if int(position_ids.max()) >= cfg.max_seq_len:
+                raise ValueError(f"position {int(position_ids.max())} >= max_seq_len {cfg.max_seq_len}")
+            h = h + self.pos(position_ids + cfg.learned_pos_offset)
+        if cfg.embedding_norm:
+            h = self.embed_norm(h)
+        h = self.dropout(h)
+        rope = self.rope(position_ids, block_position_ids) if hasattr(self, "rope") else None
+        bias = None
+        if cfg.position == "t5_relative":
+            past = cache.length if cache is not None else 0
+            T = h.shape[1]
+            q_idx = torch.arange(past, past + T, device=h.device)[None]
+            k_idx = torch.arange(0, past + T, device=h.device)[None]
+            bias = self.rel_bias(q_idx, k_idx)  # (1, H, T, past + T)
+        probs: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            h, p = layer(h, mask, rope=rope, bias=bias, memory=memory, cross_mask=cross_mask, cache=cache,
+                         index=i, return_probs=return_probs)
+            if p is not None:
+                probs.append(p)
+        if self.final_norm is not None:
+            h = self.final_norm(h)
+        return h, probs
