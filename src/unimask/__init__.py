@@ -10,4 +10,4 @@ from unimask.models import build_model
 
 __version__ = "0.1.0"
 
-__all__ = ["ModelConfig", "PRESETS", "preset", "build_model", "load_model", "UnimaskError", "__version__"]
+__all__ = ["PRESETS", "ModelConfig", "UnimaskError", "__version__", "build_model", "load_model", "preset"]

@@ -82,7 +82,7 @@ def read_tensors(directory: str | Path) -> dict[str, Tensor]:
             raise CheckpointError(f"{file}: shard listed in the index is missing")
         try:
             with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():
+                for key in f:
                     tensors[key] = f.get_tensor(key)
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{file}: truncated or not a safetensors file ({exc})") from None
@@ -101,7 +101,8 @@ def load_state_into(model: torch.nn.Module, tensors: dict[str, Tensor], source: 
     for name, target in expected.items():
         if tuple(tensors[name].shape) != tuple(target.shape):
             raise CheckpointError(
-                f"{source}: tensor '{name}' has shape {tuple(tensors[name].shape)}, the config needs {tuple(target.shape)}"
+                f"{source}: tensor '{name}' has shape {tuple(tensors[name].shape)}, "
+                f"the config needs {tuple(target.shape)}"
             )
     model.load_state_dict(tensors, strict=False)
     if getattr(model, "config", None) is not None and model.config.tie_embeddings:  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from unimask.errors import UnimaskError
 
 COMMAND_MODULES = (
-    "demo", "masks", "tokenizer", "data", "objectives", "train", "convert", "generate", "serve",
+    "demo", "info", "masks", "tokenizer", "data", "objectives", "train", "convert", "generate", "serve",
     "params", "rank", "emergence",
 )
 

@@ -341,4 +341,4 @@ def resolve_model_config(spec: str | Path | dict[str, Any] | ModelConfig) -> Mod
     raise ConfigError(f"'{text}' is neither a preset nor a config file; presets: {', '.join(sorted(PRESETS))}")
 
 
-__all__ = ["ModelConfig", "PRESETS", "preset", "resolve_model_config", "ARCHS", "field"]
+__all__ = ["ARCHS", "PRESETS", "ModelConfig", "field", "preset", "resolve_model_config"]

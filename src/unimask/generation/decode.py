@@ -58,7 +58,7 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, *, left: bool,
     return ids.to(device), mask.to(device)
 
 
-def _as_batch(model, input_ids, attention_mask, left: bool) -> tuple[Tensor, Tensor]:  # noqa: ANN001
+def _as_batch(model, input_ids, attention_mask, left: bool) -> tuple[Tensor, Tensor]:
     device = next(model.parameters()).device
     if isinstance(input_ids, Tensor):
         ids = input_ids.to(device)
@@ -69,7 +69,7 @@ def _as_batch(model, input_ids, attention_mask, left: bool) -> tuple[Tensor, Ten
     return pad_prompts(input_ids, model.config.pad_token_id, left=left, device=device)
 
 
-def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None, *,  # noqa: ANN001
+def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None, *,
                     config: GenerationConfig | None = None, mask_position: Tensor | None = None,
                     generator: torch.Generator | None = None, **kwargs: object) -> Iterator[Step]:
     """Yield one ``Step`` per new token until every row has produced EOS or ``max_new_tokens``.
@@ -99,7 +99,7 @@ def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attentio
         model.train(was_training)
 
 
-def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int,  # noqa: ANN001
+def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int,
             generator: torch.Generator | None) -> Iterator[Step]:
     """Drive a step function: it yields logits, receives the chosen tokens."""
     B = ids.shape[0]
@@ -121,8 +121,8 @@ def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int
     steps.close()
 
 
-def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,  # noqa: ANN001
-                   mask_position: Tensor | None):  # noqa: ANN202
+def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
+                   mask_position: Tensor | None):
     mc = model.config
     B, P = ids.shape
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -166,7 +166,7 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,  # n
                 pos_all = torch.cat([pos_all, pos_all[:, -1:] + 1], 1)
 
 
-def _encdec_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig):  # noqa: ANN202, ANN001
+def _encdec_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig):
     mc = model.config
     B, S = ids.shape
     memory, _ = model.encode(ids, attention_mask=mask)
@@ -184,7 +184,7 @@ def _encdec_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig):  # n
             dec = torch.cat([dec, token[:, None]], 1)
 
 
-def generate(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None,  # noqa: ANN001
+def generate(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None,
              **kwargs: object) -> Tensor:
     """New tokens ``(B, N)`` for a batch of prompts; rows that stopped early are padded with pad_token_id.
 

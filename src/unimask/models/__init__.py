@@ -16,4 +16,4 @@ def build_model(config: ModelConfig | str | dict) -> UnimaskLM:
     return DecoderLM(config)
 
 
-__all__ = ["build_model", "DecoderLM", "EncoderDecoderLM", "LMOutput", "UnimaskLM"]
+__all__ = ["DecoderLM", "EncoderDecoderLM", "LMOutput", "UnimaskLM", "build_model"]

@@ -72,13 +72,13 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | N
     if mask is not None:
         full = mask.expand(q.shape[0], 1, q.shape[2], k.shape[2])
 
-        def mask_mod(b, h, qi, ki):  # noqa: ANN001, ANN202
+        def mask_mod(b, h, qi, ki):
             return full[b, 0, qi, ki]
 
         block_mask = create_block_mask(mask_mod, q.shape[0], None, q.shape[2], k.shape[2], device=q.device)
     score_mod = None
     if bias is not None:
-        def score_mod(score, b, h, qi, ki):  # noqa: ANN001, ANN202
+        def score_mod(score, b, h, qi, ki):
             return score + bias[b if bias.shape[0] > 1 else 0, h, qi, ki]
     return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
                           enable_gqa=k.shape[1] != q.shape[1])

@@ -33,7 +33,7 @@ def make_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
     return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.norm_bias)
 
 
-def activation_fn(config: ModelConfig):  # noqa: ANN201 - returns a callable
+def activation_fn(config: ModelConfig):
     if config.activation in ("gelu", "gated-gelu"):
         approx = config.gelu_approximate
         return lambda x: F.gelu(x, approximate=approx)

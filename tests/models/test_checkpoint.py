@@ -1,0 +1,57 @@
+"""Save/load gives identical logits; bad checkpoints give one clear error; nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from unimask import build_model, load_model, preset
+from unimask.errors import CheckpointError
+
+
+@pytest.mark.parametrize("name", ["tiny-causal", "tiny-prefix", "tiny-encdec", "tiny-glm"])
+def test_save_load_identical_logits(name: str, tmp_path: Path) -> None:
+    model = build_model(preset(name, tie_embeddings=name != "tiny-glm")).eval()
+    ids = torch.randint(3, 500, (2, 6))
+    kwargs = {"decoder_input_ids": ids[:, :3]} if model.config.arch == "encoder_decoder" else {}
+    before = model(ids, **kwargs).logits
+    model.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    again = load_model(tmp_path / "ckpt")
+    assert torch.equal(again(ids, **kwargs).logits, before)
+    if model.config.tie_embeddings:
+        assert again.lm_head.weight is again.embed.weight
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    build_model("tiny-causal").save(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
+        load_model(tmp_path)
+
+
+def test_truncated_safetensors(tmp_path: Path) -> None:
+    build_model("tiny-causal").save(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a safetensors"):
+        load_model(tmp_path)
+
+
+def test_foreign_file_is_not_unpickled(tmp_path: Path) -> None:
+    build_model("tiny-causal").save(tmp_path)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "model.safetensors")  # a pickle in disguise
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        load_model(tmp_path)
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
+    build_model("tiny-causal").save(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["d_ff"] = 200
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"mlp\.gate_proj\.weight"):
+        load_model(tmp_path)

@@ -1,0 +1,67 @@
+"""The CLI: masks as text and PNG; bad input gives one clear line and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unimask import build_model
+from unimask.cli import main
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unimask", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_masks_text_and_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "m.png"
+    assert main(["masks", "--source-len", "3", "--target-len", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "prefix decoder" in text and "cross-attention" in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the prefix decoder's picture: x1 sees x3 (bidirectional input), y1 does not see y2
+    block = text.split("prefix decoder (GLM, U-PaLM): self-attention (source + target)\n")[1].split("\n\n")[0]
+    rows = block.splitlines()[1:]
+    assert rows[0].split()[1:] == ["■", "■", "■", "·", "·"]
+    assert rows[3].split()[1:] == ["■", "■", "■", "■", "·"]
+
+
+@pytest.mark.parametrize("damage", ["unknown key", "truncated", "no config"])
+def test_bad_checkpoint_is_one_line_and_untouched(tmp_path: Path, damage: str) -> None:
+    ckpt = tmp_path / "ckpt"
+    build_model("tiny-causal").save(ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    if damage == "unknown key":
+        cfg["n_layerz"] = 3
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+        needle = "n_layerz"
+    elif damage == "truncated":
+        data = (ckpt / "model.safetensors").read_bytes()
+        (ckpt / "model.safetensors").write_bytes(data[:100])
+        needle = "truncated"
+    else:
+        (ckpt / "config.json").unlink()
+        needle = "no config.json"
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    res = run_cli("info", str(ckpt))
+    assert res.returncode == 2
+    assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+
+
+def test_info_on_good_checkpoint(tmp_path: Path) -> None:
+    build_model("tiny-encdec").save(tmp_path / "c")
+    res = run_cli("info", str(tmp_path / "c"))
+    assert res.returncode == 0 and "encoder_decoder" in res.stdout and "242,688" in res.stdout
+
+
+def test_cli_error_has_no_traceback() -> None:
+    res = run_cli("masks", "--source-len", "0")
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    assert "source-len" in res.stderr
