@@ -82,7 +82,7 @@ def read_tensors(directory: str | Path) -> dict[str, Tensor]:
             raise CheckpointError(f"{file}: shard listed in the index is missing")
         try:
             with safe_open(str(file), framework="pt") as f:
-                for key in f:
+                for key in f.keys():  # noqa: SIM118 - safe_open is not iterable
                     tensors[key] = f.get_tensor(key)
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{file}: truncated or not a safetensors file ({exc})") from None
