@@ -141,6 +141,7 @@ class ModelConfig(_Validated):
     scale_attention: bool = True
     bias: bool = False
     qkv_bias: bool | None = None
+    mlp_bias: bool | None = None
     final_logits_bias: bool = False
     dropout: float = 0.0
     parallel_block: bool = False
@@ -215,6 +216,11 @@ class ModelConfig(_Validated):
     @property
     def use_qkv_bias(self) -> bool:
         return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
+    def use_mlp_bias(self) -> bool:
+        """Biases of the feed-forward projections (LLaMA's ``mlp_bias`` is independent of its attention bias)."""
+        return self.bias if self.mlp_bias is None else self.mlp_bias
 
     @property
     def start_token_id(self) -> int:

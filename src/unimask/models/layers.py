@@ -47,7 +47,7 @@ class MLP(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        d, f, b = config.d_model, config.d_ff, config.bias
+        d, f, b = config.d_model, config.d_ff, config.use_mlp_bias
         self.gated = config.gated
         self.act = activation_fn(config)
         if self.gated:

@@ -11,6 +11,7 @@ from unimask.config import ModelConfig
 from unimask.models.attention import Attention
 from unimask.models.kv_cache import KVCache
 from unimask.models.layers import MLP, RelativeBias, RotaryPositions, make_norm
+from unimask.models.masks import to_attention_mask
 
 
 class Block(nn.Module):
@@ -104,6 +105,9 @@ class Stack(nn.Module):
             q_idx = torch.arange(past, past + T, device=h.device)[None]
             k_idx = torch.arange(0, past + T, device=h.device)[None]
             bias = self.rel_bias(q_idx, k_idx)  # (1, H, T, past + T)
+        # (B, 1, Tq, Tk) once per forward, not once per layer
+        mask = to_attention_mask(mask) if mask is not None else None
+        cross_mask = to_attention_mask(cross_mask) if cross_mask is not None else None
         probs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
             h, p = layer(h, mask, rope=rope, bias=bias, memory=memory, cross_mask=cross_mask, cache=cache,
