@@ -10,4 +10,13 @@ from unimask.models import build_model
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "ModelConfig", "UnimaskError", "__version__", "build_model", "load_model", "preset"]
+__all__ = ["PRESETS", "ModelConfig", "UnimaskError", "__version__", "build_model", "from_hf", "load_model", "preset",
+           "to_hf"]
+
+
+def __getattr__(name: str):  # lazy: the Hugging Face converters load only when used
+    if name in ("from_hf", "to_hf"):
+        from unimask import interop
+
+        return getattr(interop, name)
+    raise AttributeError(f"module 'unimask' has no attribute '{name}'")

@@ -123,9 +123,14 @@ def load_config(directory: str | Path) -> ModelConfig:
 
 def load_model(directory: str | Path, *, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """Build the model described by ``directory/config.json`` and load its safetensors weights."""
+    """Build the model described by ``directory/config.json`` and load its safetensors weights.
+
+    A training checkpoint (``checkpoint-<step>/`` holding ``model/``) works too.
+    """
     from unimask.models import build_model
 
+    if not (Path(directory) / CONFIG).is_file() and (Path(directory) / "model" / CONFIG).is_file():
+        directory = Path(directory) / "model"
     config = load_config(directory)
     tensors = read_tensors(directory)
     model = build_model(config)

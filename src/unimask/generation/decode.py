@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -75,13 +75,15 @@ def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attentio
     """Yield one ``Step`` per new token until every row has produced EOS or ``max_new_tokens``.
 
     Decoder-only prompts are left-padded; encoder-decoder sources are right-padded. ``mask_position (B,)``
-    (GLM 2D positions only): the position id every generated token takes; default the last prompt position.
+    (GLM 2D positions only) asks for GLM blank infilling (Du et al. 2022, section 2.2): the last prompt token
+    is ``<|startofpiece|>``, the first token of Part B, so it is causal and takes position ``mask_position``
+    with block position 1; generated tokens take ``mask_position`` and block positions 2, 3, ... Without it,
+    generated tokens take the last prompt position and block positions 1, 2, ...
     """
-    cfg = config or GenerationConfig()
-    for key, value in kwargs.items():
-        if not hasattr(cfg, key):
+    for key in kwargs:
+        if not hasattr(GenerationConfig, key):
             raise TypeError(f"unknown generation argument '{key}'")
-        setattr(cfg, key, value)
+    cfg = replace(config or GenerationConfig(), **kwargs)  # never mutate the caller's config
     mc = model.config
     eos = cfg.eos_token_id if cfg.eos_token_id is not None else mc.eos_token_id
     if generator is None and cfg.seed is not None:
@@ -130,6 +132,14 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
     glm = mc.position == "glm2d"
     block = torch.zeros_like(positions) if glm else None
     gen_pos = positions[:, -1] if mask_position is None else mask_position.to(ids.device)
+    first_block = 1
+    if glm and mask_position is not None:  # the last prompt token is <|startofpiece|>: Part B, not prefix
+        positions, block = positions.clone(), block.clone()  # type: ignore[union-attr]
+        positions[:, -1], block[:, -1] = gen_pos, 1
+        if is_prefix is not None:
+            is_prefix = is_prefix.clone()
+            is_prefix[:, -1] = False
+        first_block = 2
     if P + cfg.max_new_tokens > mc.max_seq_len and mc.position == "learned":
         raise ValueError(f"prompt ({P}) + max_new_tokens ({cfg.max_new_tokens}) exceeds max_seq_len {mc.max_seq_len}")
     if cfg.use_cache:
@@ -142,7 +152,7 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
             token = yield out.logits[:, -1].float()
             step += 1
             if glm:
-                pos, blk = gen_pos[:, None], torch.full_like(gen_pos[:, None], step)
+                pos, blk = gen_pos[:, None], torch.full_like(gen_pos[:, None], step + first_block - 1)
             else:
                 last_pos = last_pos + 1
                 pos, blk = last_pos[:, None], None
@@ -161,7 +171,7 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
                 flags = torch.cat([flags, torch.zeros_like(token[:, None], dtype=torch.bool)], 1)
             if glm:
                 pos_all = torch.cat([pos_all, gen_pos[:, None]], 1)
-                blk_all = torch.cat([blk_all, torch.full_like(gen_pos[:, None], step)], 1)
+                blk_all = torch.cat([blk_all, torch.full_like(gen_pos[:, None], step + first_block - 1)], 1)
             else:
                 pos_all = torch.cat([pos_all, pos_all[:, -1:] + 1], 1)
 
