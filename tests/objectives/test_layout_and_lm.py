@@ -1,0 +1,117 @@
+"""Language-model objectives and the family layouts: where the loss goes, by hand and by property."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from objectives_helpers import make_vocab, text_ids
+
+from unimask.errors import ConfigError, DataError
+from unimask.objectives import OBJECTIVES, CausalLM, PrefixLM, build_objective
+from unimask.objectives.base import IGNORE, Example
+from unimask.objectives.layout import layout, pack_rows, stack_rows
+
+BOS, EOS, START = 1, 2, 0
+
+
+def test_full_causal_lm_puts_loss_on_every_token(vocab):
+    ids = np.array([11, 12, 13])
+    ex = CausalLM().apply(ids, np.random.default_rng(0), vocab)
+    row = layout(ex, "causal")
+    assert row["input_ids"].tolist() == [BOS, 11, 12, 13]
+    assert row["labels"].tolist() == [11, 12, 13, EOS]  # labels[t] = the token after position t
+    assert "is_prefix" not in row
+
+
+def test_decoder_layouts_by_hand():
+    ex = Example(source=[5, 6], target=[7, 8, EOS])
+    causal = layout(ex, "causal")
+    assert causal["input_ids"].tolist() == [5, 6, 7, 8]
+    assert causal["labels"].tolist() == [IGNORE, 7, 8, EOS]
+    prefix = layout(ex, "prefix")
+    assert prefix["input_ids"].tolist() == [5, 6, 7, 8] and prefix["labels"].tolist() == [IGNORE, 7, 8, EOS]
+    assert prefix["is_prefix"].tolist() == [True, True, False, False]
+    encdec = layout(ex, "encoder_decoder", start_id=START)
+    assert encdec["input_ids"].tolist() == [5, 6]
+    assert encdec["decoder_input_ids"].tolist() == [START, 7, 8]
+    assert encdec["labels"].tolist() == [7, 8, EOS]
+
+
+def test_packing_by_hand():
+    a = layout(Example(source=[5, 6], target=[7, EOS]), "prefix")
+    b = layout(Example(source=[9], target=[10, 11, EOS]), "prefix")
+    row = pack_rows([a, b], seq_len=8, target_len=8, pad_id=0)
+    assert row["input_ids"].tolist() == [5, 6, 7, 9, 10, 11, 0, 0]
+    assert row["labels"].tolist() == [IGNORE, 7, EOS, 10, 11, EOS, IGNORE, IGNORE]
+    assert row["segment_ids"].tolist() == [1, 1, 1, 2, 2, 2, 0, 0]
+    assert row["position_ids"].tolist() == [0, 1, 2, 0, 1, 2, 0, 0]
+    assert row["is_prefix"].tolist() == [True, True, False, True, False, False, False, False]
+    e1 = layout(Example(source=[5, 6], target=[7, EOS]), "encoder_decoder", start_id=START)
+    e2 = layout(Example(source=[9], target=[10, EOS]), "encoder_decoder", start_id=START)
+    row = pack_rows([e1, e2], seq_len=4, target_len=5, pad_id=0)
+    assert row["input_ids"].tolist() == [5, 6, 9, 0] and row["segment_ids"].tolist() == [1, 1, 2, 0]
+    assert row["decoder_input_ids"].tolist() == [START, 7, START, 10, 0]
+    assert row["labels"].tolist() == [7, EOS, 10, EOS, IGNORE]
+    assert row["decoder_segment_ids"].tolist() == [1, 1, 2, 2, 0]
+    assert row["decoder_position_ids"].tolist() == [0, 1, 0, 1, 0]
+    batch = stack_rows([row, row])
+    assert batch["input_ids"].shape == (2, 4) and batch["labels"].shape == (2, 5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(2, 120), seed=st.integers(0, 2**31 - 1), name=st.sampled_from(sorted(OBJECTIVES)),
+       arch=st.sampled_from(["causal", "prefix", "encoder_decoder"]))
+def test_labels_carry_loss_exactly_on_the_target(n, seed, name, arch):
+    obj = build_objective(name)
+    ex = obj.apply(text_ids(n, seed), np.random.default_rng(seed), make_vocab())
+    row = layout(ex, arch, start_id=START, with_2d=obj.uses_2d_positions)
+    labels = row["labels"]
+    assert (labels != IGNORE).sum() == len(ex.target)
+    assert labels[labels != IGNORE].tolist() == ex.target.tolist()
+    if arch == "encoder_decoder":
+        assert row["input_ids"].tolist() == ex.source.tolist()
+        return
+    S = len(ex.source)
+    first_loss = S - 1 if ex.target_inputs is None else S
+    assert (labels[:first_loss] == IGNORE).all() and (labels[first_loss:] != IGNORE).all()
+    if ex.target_inputs is None:  # teacher forcing: each label is the next input token
+        assert row["input_ids"][first_loss + 1:].tolist() == ex.target[:-1].tolist()
+    if arch == "prefix":
+        assert row["is_prefix"].tolist() == [True] * S + [False] * (len(labels) - S)
+    bound = obj.row_bound(n)
+    assert len(row["input_ids"]) <= bound or obj.name == "glm_blank"
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 200), seed=st.integers(0, 2**31 - 1))
+def test_prefix_lm_split_rebuilds_the_text(n, seed):
+    ids = text_ids(n, seed)
+    ex = PrefixLM().apply(ids, np.random.default_rng(seed), make_vocab())
+    assert ex.source.tolist() + ex.target[:-1].tolist() == ids.tolist()
+    assert 1 <= len(ex.source) <= n - 1 and ex.target[-1] == EOS
+
+
+def test_build_objective_rejects_bad_specs():
+    with pytest.raises(ConfigError, match="unknown objective 'nope'"):
+        build_objective("nope")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        build_objective({"name": "span_corruption", "density": 0.2})
+    with pytest.raises(ConfigError, match="noise_density"):
+        build_objective({"name": "span_corruption", "noise_density": 1.5})
+    with pytest.raises(ConfigError, match="JSON"):
+        build_objective("{not json")
+    assert build_objective('{"name": "prefix_lm", "min_prefix": 2}').config()["min_prefix"] == 2
+
+
+def test_objectives_need_their_special_tokens():
+    vocab = make_vocab()
+    bare = vocab.special.__class__(mask=None, smask=None, gmask=None, sop=None, eop=None, nlu=None, nlg=None,
+                                   s2s=None, sentinels=())
+    poor = vocab.__class__(size=1000, pad=0, bos=1, eos=2, special=bare)
+    for name, token in [("span_corruption", "sentinel"), ("bart_infilling", r"\[MASK\]"),
+                        ("glm_blank", "startofpiece"), ("ul2", "sentinel")]:
+        with pytest.raises(DataError, match=token):
+            build_objective(name).check(poor)
+    build_objective("causal_lm").check(poor)  # needs nothing special
