@@ -1,0 +1,110 @@
+"""``unimask params``: parameters, FLOPs, memory, time, cost, energy and CO2 of an architecture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def parse_amount(text: str) -> float:
+    """'300B' -> 3e11, '1.4T' -> 1.4e12, '2e9' -> 2e9."""
+    t = text.strip().upper().replace(",", "").replace("_", "")
+    scale = 1.0
+    if t and t[-1] in _SUFFIX:
+        t, scale = t[:-1], _SUFFIX[t[-1]]
+    try:
+        value = float(t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an amount; write e.g. 300B, 1.4T or 2e9") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be positive")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from unimask.analysis.compute import ACCELERATORS
+
+    p = sub.add_parser("params", help="parameters, FLOPs, memory, time, cost, energy and CO2 of an architecture",
+                       description="Counts from the architecture alone (no stored counts). MODEL is a preset "
+                                   "name, a config.json or a checkpoint directory; 'presets' compares every "
+                                   "preset with its published total.")
+    p.add_argument("model", help="preset name, config.json, checkpoint directory, or 'presets'")
+    p.add_argument("--tokens", type=parse_amount, default=None,
+                   help="training tokens, e.g. 300B (default: 20 per parameter, Hoffmann et al. 2022)")
+    p.add_argument("--seq-len", type=int, default=None, help="sequence (encoder: source) length (default: "
+                   "min(max_seq_len, 2048))")
+    p.add_argument("--target-len", type=int, default=None, help="encoder-decoder target length (default seq/4)")
+    p.add_argument("--batch-size", type=int, default=1, help="micro-batch per accelerator, for activations")
+    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="bf16", help="weight/activation dtype")
+    p.add_argument("--accelerator", choices=sorted(ACCELERATORS), default="a100")
+    p.add_argument("--count", type=int, default=8, help="number of accelerators")
+    p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (0-1)")
+    p.add_argument("--peak-flops", type=parse_amount, default=None, help="override peak FLOP/s per accelerator")
+    p.add_argument("--power-w", type=float, default=None, help="override power per accelerator (W)")
+    p.add_argument("--price-per-hour", type=float, default=None, help="USD per accelerator-hour")
+    p.add_argument("--pue", type=float, default=1.1, help="datacenter power usage effectiveness")
+    p.add_argument("--grid", type=float, default=429.0, help="grid intensity, gCO2e per kWh")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--out", default="out/params", help="directory for <name>.json and <name>.png ('' for none)")
+    p.set_defaults(func=run)
+
+
+def _compare_presets(args: argparse.Namespace) -> int:
+    from unimask.analysis.params import count_parameters, format_count
+    from unimask.analysis.published import NOMINAL, PUBLISHED
+    from unimask.config import preset
+
+    rows = []
+    for name, pub in PUBLISHED.items():
+        n = count_parameters(preset(name)).total
+        rows.append({"preset": name, "count": n, "published": pub.total, "rel_error": (n - pub.total) / pub.total,
+                     "tolerance": pub.tolerance, "source": pub.source,
+                     "nominal_name": NOMINAL.get(name)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'preset':<15}{'counted':>18}{'published':>12}{'gap':>9}  source")
+        for r in rows:
+            print(f"{r['preset']:<15}{r['count']:>18,}{format_count(r['published']):>12}{r['rel_error']:>+9.3%}  "
+                  f"{r['source']}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "presets.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        if not args.json:
+            print(f"wrote {out / 'presets.json'}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from unimask.analysis.compute import Setup, estimate
+    from unimask.analysis.cost_report import plot_estimate, render_table
+    from unimask.config import resolve_model_config
+
+    if args.model == "presets":
+        return _compare_presets(args)
+    config = resolve_model_config(args.model)
+    name = Path(args.model).name if ("/" in args.model or args.model.endswith(".json")) else args.model
+    seq_len = args.seq_len or min(config.max_seq_len, 2048)
+    setup = Setup(tokens=args.tokens, seq_len=seq_len, target_len=args.target_len, batch_size=args.batch_size,
+                  bytes_per_param=DTYPE_BYTES[args.dtype], accelerator=args.accelerator, count=args.count,
+                  mfu=args.mfu, peak_flops=args.peak_flops, power_w=args.power_w,
+                  price_per_hour=args.price_per_hour, pue=args.pue, grid_gco2_per_kwh=args.grid)
+    est = estimate(config, setup, name=name)
+    if args.json:
+        print(json.dumps(est.as_dict(), indent=2))
+    else:
+        print(render_table(est, config))
+    if args.out:
+        out = Path(args.out)
+        stem = name.replace("/", "_").removesuffix(".json")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{stem}.json").write_text(json.dumps(est.as_dict(), indent=2) + "\n", encoding="utf-8")
+        png = plot_estimate(est, out / f"{stem}.png")
+        if not args.json:
+            print(f"wrote {out / (stem + '.json')} and {png}")
+    return 0
