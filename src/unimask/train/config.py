@@ -1,0 +1,308 @@
+"""TrainConfig: one typed run description for every family and objective.
+
+A run config is YAML (or a mapping) with the sections below; ``--set key=value`` overrides any field with
+a dotted key (``optimizer.lr=3e-4``, ``data.seq_len=64``, ``model.n_layers=4``). Unknown keys are refused
+with a message that names them (and suggests the closest known key).
+
+```yaml
+model: tiny-causal            # a preset, or fields ({preset: tiny-causal, n_layers: 4} or {arch: ..., ...})
+init_from: null               # or a checkpoint dir; then ``model`` holds overrides such as {arch: prefix}
+objective: causal_lm          # or a mixture: {mixture: {causal_lm: 1, span_corruption: 1}}
+data: {seq_len: 128, batch_size: 8}
+optimizer: {lr: 1.0e-3, warmup_steps: 10, schedule: cosine, grad_accum: 1, clip_grad_norm: 1.0}
+steps: 200
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from unimask.config import _Validated
+from unimask.errors import ConfigError
+
+Schedule = Literal["cosine", "wsd", "constant"]
+Precision = Literal["auto", "fp32", "bf16"]
+Parallel = Literal["none", "ddp", "fsdp2"]
+
+# Sections whose sub-keys are checked by their own class later (ModelConfig, DataConfig, the objective).
+FREE_SECTIONS = ("model", "data", "objective")
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _unknown_key_error(where: str, unknown: list[str], known: list[str]) -> ConfigError:
+    first = unknown[0]
+    return ConfigError(
+        f"{where}: unknown key '{first}'{_suggest(first, known)}; known keys: {', '.join(sorted(known))}"
+    )
+
+
+@dataclass
+class OptimizerConfig(_Validated):
+    """AdamW (Loshchilov & Hutter 2019) with linear warmup, then cosine decay (Loshchilov & Hutter 2017) or
+    warmup-stable-decay (WSD; Hu et al. 2024, MiniCPM): constant, then a linear decay over the last
+    ``decay_steps`` (default: 20% of the run). ``lr`` is the peak; the schedule ends at
+    ``lr * min_lr_ratio``. ``grad_accum`` micro-batches make one optimizer step; ``clip_grad_norm``
+    clips the global gradient norm (null = no clipping)."""
+
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    schedule: Schedule = "cosine"
+    warmup_steps: int = 0
+    decay_steps: int | None = None
+    grad_accum: int = 1
+    clip_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if self.lr <= 0:
+            raise ConfigError(f"config field 'optimizer.lr' must be positive, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"config field 'optimizer.min_lr_ratio' must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"config field 'optimizer.{name}' must be in [0, 1), got {getattr(self, name)}")
+        if self.eps <= 0 or self.weight_decay < 0:
+            raise ConfigError("config fields 'optimizer.eps' (> 0) and 'optimizer.weight_decay' (>= 0) are "
+                              "out of range")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"config field 'optimizer.warmup_steps' must be >= 0, got {self.warmup_steps}")
+        if self.decay_steps is not None and self.decay_steps < 0:
+            raise ConfigError(f"config field 'optimizer.decay_steps' must be >= 0, got {self.decay_steps}")
+        if self.grad_accum < 1:
+            raise ConfigError(f"config field 'optimizer.grad_accum' must be >= 1, got {self.grad_accum}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ConfigError(f"config field 'optimizer.clip_grad_norm' must be positive or null, got "
+                              f"{self.clip_grad_norm}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OptimizerConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"config field 'optimizer': expected a mapping, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            raise _unknown_key_error("optimizer", unknown, known)
+        return cls(**data)
+
+
+@dataclass
+class TrainConfig(_Validated):
+    """One training run. See the module docstring for the YAML layout.
+
+    ``model``: a preset name, or a mapping of ModelConfig fields (``preset`` picks a base). Without
+    ``init_from`` the vocabulary size and special token ids come from the tokenizer unless set here.
+    ``init_from``: a model or training checkpoint directory (or a run directory: its latest checkpoint);
+    ``model`` then holds overrides, e.g. ``{arch: prefix}`` to continue a causal model as a prefix decoder
+    with the UL2R mixture (Tay et al. 2022, "Transcending Scaling Laws with 0.1% Extra Compute").
+    ``precision``: auto = fp32 on CPU, bf16 autocast on CUDA. ``parallel``: ddp or fsdp2 under torchrun.
+    ``eval_every``: held-out loss every N optimizer steps (0 = only at the end), on ``eval_batches``
+    validation batches. ``save_every``: checkpoint every N steps (0 = only at the end); ``keep_last`` of them
+    are kept. ``out_dir`` must be empty or missing unless resuming or ``overwrite`` is true.
+    """
+
+    model: str | dict[str, Any] | None = None
+    init_from: str | None = None
+    objective: str | dict[str, Any] = "causal_lm"
+    data: dict[str, Any] = field(default_factory=dict)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    steps: int = 100
+    precision: Precision = "auto"
+    compile: bool = False
+    device: str = "auto"
+    parallel: Parallel = "none"
+    eval_every: int = 50
+    eval_batches: int = 8
+    eval_at_start: bool = True
+    save_every: int = 0
+    keep_last: int = 2
+    log_every: int = 1
+    seed: int = 0
+    out_dir: str = "runs/unimask"
+    overwrite: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.optimizer, dict):
+            self.optimizer = OptimizerConfig.from_dict(self.optimizer)
+        if not isinstance(self.optimizer, OptimizerConfig):
+            raise ConfigError("config field 'optimizer': expected a mapping of optimizer fields")
+        if self.data is None:
+            self.data = {}
+        self._check_types()
+        for name in ("steps", "eval_batches", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config field '{name}' must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
+        if self.keep_last < 1:
+            raise ConfigError(f"config field 'keep_last' must be >= 1, got {self.keep_last}")
+        if not self.out_dir:
+            raise ConfigError("config field 'out_dir' must name a directory")
+        if self.init_from is not None and isinstance(self.model, str):
+            raise ConfigError(
+                f"config fields 'model' and 'init_from' clash: with init_from, 'model' holds overrides such as "
+                f"{{arch: prefix}}, not a preset ('{self.model}')"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ConfigError(f"config field 'device': {self.device!r} is not auto, cpu, cuda or cuda:N")
+        self._check_sections()
+
+    def _check_sections(self) -> None:
+        """Refuse unknown or impossible keys in ``model``, ``data`` and ``objective`` now, not mid-run."""
+        from unimask.config import ModelConfig, resolve_model_config
+        from unimask.objectives import build_objective
+
+        if self.init_from is None:
+            try:
+                resolve_model_config(self.model if self.model is not None else "tiny-causal")
+            except ConfigError as exc:
+                raise ConfigError(f"model: {exc}") from None
+        elif self.model:
+            known = [f.name for f in dataclasses.fields(ModelConfig)]
+            unknown = [k for k in self.model if k not in known]
+            if unknown:
+                raise _unknown_key_error("model", unknown, known)
+        self.data_config()
+        try:
+            build_objective(self.objective)
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if str(exc).startswith("objective") else f"objective: {exc}") from None
+
+    # Construction ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"run config: expected a mapping of fields, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            raise _unknown_key_error("run config", unknown, known)
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+        """Read a YAML run config and apply ``key=value`` overrides (dotted keys reach into sections)."""
+        raw = load_yaml(path)
+        try:
+            return cls.from_dict(apply_overrides(raw, overrides))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    # Derived -----------------------------------------------------------------------------------------
+    def data_config(self) -> Any:
+        """The ``data`` section as a ``unimask.data.pipeline.DataConfig`` (unknown keys refused)."""
+        from unimask.data.pipeline import DataConfig
+
+        data = dict(self.data)
+        known = [f.name for f in dataclasses.fields(DataConfig)]
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            raise _unknown_key_error("data", unknown, known)
+        try:
+            return DataConfig.from_dict(data) if hasattr(DataConfig, "from_dict") else DataConfig(**data)
+        except TypeError as exc:
+            raise ConfigError(f"data: {exc}") from None
+
+
+# YAML with numbers such as 1e-3 read as floats (YAML 1.1 needs a dot) ----------------------------------
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_FLOAT = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+# (appended after the int resolver, so plain integers stay integers)
+
+
+def parse_value(text: str) -> Any:
+    """A YAML scalar (or flow mapping/list): ``3`` -> 3, ``1e-3`` -> 0.001, ``null`` -> None, ``a`` -> 'a'."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.YAMLError:
+        return text
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such run config file")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a run config is a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key=value`` strings to a raw config mapping; dotted keys reach into sections.
+
+    Top-level keys and ``optimizer.*`` keys are checked here; keys under ``model``, ``data`` and
+    ``objective`` are checked by their own classes when the config is built.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    top = [f.name for f in dataclasses.fields(TrainConfig)]
+    opt = [f.name for f in dataclasses.fields(OptimizerConfig)]
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set optimizer.lr=3e-4")
+        value = parse_value(text)
+        parts = key.split(".")
+        if parts[0] not in top:
+            raise ConfigError(f"--set {key}: unknown key '{parts[0]}'{_suggest(parts[0], top)}")
+        if len(parts) == 1:
+            out[key] = value
+            continue
+        if parts[0] == "optimizer" and parts[1] not in opt:
+            raise ConfigError(f"--set {key}: unknown key 'optimizer.{parts[1]}'{_suggest(parts[1], opt)}")
+        if parts[0] not in (*FREE_SECTIONS, "optimizer"):
+            raise ConfigError(f"--set {key}: '{parts[0]}' is a plain value, not a section")
+        section = out.get(parts[0])
+        if section is None:
+            section = {}
+        elif isinstance(section, str):  # a preset / objective name becomes a mapping with settings
+            section = {"preset": section} if parts[0] == "model" else {"name": section}
+        elif not isinstance(section, dict):
+            raise ConfigError(f"--set {key}: '{parts[0]}' is not a section")
+        node = section
+        for part in parts[1:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+        out[parts[0]] = section
+    return out

@@ -1,0 +1,433 @@
+"""One training loop for every family and objective, with exact resume and data parallelism.
+
+``train(config)`` builds the model (a preset, fields, or ``init_from`` a checkpoint, possibly of another
+family), the objective's batches (``unimask.data.pipeline.build_batches``), AdamW and its schedule, then
+runs ``steps`` optimizer steps of ``grad_accum`` micro-batches each. The loss of a step is the sum of token
+cross-entropies over every micro-batch and rank divided by the GLOBAL number of tokens that carry loss, so
+that gradients equal those of single-process training on the same global batch (DESIGN.md, batch
+contract). Checkpoints hold everything needed to continue bit-exactly on CPU in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from unimask.checkpoint import load_state_into, read_tensors
+from unimask.config import ModelConfig, resolve_model_config
+from unimask.errors import CheckpointError, ConfigError, UnimaskError
+from unimask.models import build_model
+from unimask.train import checkpoint as ckpt
+from unimask.train import distributed as D
+from unimask.train.config import TrainConfig
+from unimask.train.metrics import METRICS, TENSORBOARD, MetricsLog, Progress
+from unimask.train.optim import Schedule, build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(UnimaskError):
+    """The loss or the gradient norm became NaN or infinite; nothing was saved after the last good step."""
+
+
+@dataclass
+class TrainResult:
+    """The end of a run: where it lives, its last checkpoint and its final numbers."""
+
+    out_dir: Path
+    checkpoint: Path | None
+    step: int
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    eval_ppl: float | None = None
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def coerce_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainConfig:
+    """A TrainConfig from itself, a mapping or a YAML path."""
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    return TrainConfig.load(config)
+
+
+def train(config: TrainConfig | dict[str, Any] | str | Path, *, resume: bool | str | Path | None = None,
+          should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+    """Run (or, with ``resume``, continue) a training run; see ``TrainConfig``.
+
+    ``resume``: True = the latest checkpoint in ``out_dir``; a path = that checkpoint or run directory.
+    ``should_stop(step)`` is asked after every optimizer step; True saves a checkpoint and stops, as a
+    first Ctrl-C does. Under torchrun every rank calls this and rank 0 writes.
+    """
+    cfg = coerce_config(config)
+    ctx = D.setup(cfg.parallel, cfg.device)
+    try:
+        trainer = Trainer(cfg, ctx, resume=resume)
+        return trainer.fit(should_stop)
+    finally:
+        D.teardown(ctx)
+
+
+def count_tokens(batch: dict[str, Tensor]) -> tuple[int, int]:
+    """(non-padding input tokens, tokens carrying loss) of one batch in the batch contract."""
+    def real(ids_key: str, seg_key: str, mask_key: str) -> int:
+        if seg_key in batch:
+            return int((batch[seg_key] != 0).sum())
+        if mask_key in batch:
+            return int(batch[mask_key].sum())
+        return int(batch[ids_key].numel()) if ids_key in batch else 0
+
+    tokens = real("input_ids", "segment_ids", "attention_mask")
+    if "decoder_input_ids" in batch or "decoder_segment_ids" in batch:
+        tokens += real("decoder_input_ids", "decoder_segment_ids", "decoder_attention_mask")
+    return tokens, int((batch["labels"] != -100).sum())
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _StopFlag:
+    """First SIGINT asks for a clean stop (checkpoint, then exit); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Trainer:
+    """Holds the run's model, optimizer, schedule and batches; ``fit`` runs the loop."""
+
+    def __init__(self, config: TrainConfig, ctx: D.DistContext, *, resume: bool | str | Path | None = None) -> None:
+        from unimask.data.pipeline import build_batches
+
+        self.config, self.ctx = config, ctx
+        self.out_dir = Path(config.out_dir)
+        self.resumed = self._find_resume(resume)
+        self._check_out_dir()
+        _seed_all(config.seed)
+        self.data_config = config.data_config()
+        base, init_dir = self._base_model_config()
+        self._pick_tokenizer(init_dir)
+        self.arch = base.arch
+        self._build_batches = lambda split: build_batches(
+            self.data_config, config.objective, self.arch, split=split, seed=config.seed, rank=ctx.rank,
+            world_size=ctx.world_size)
+        self.batches = self._build_batches("train")
+        self.tokenizer = self.batches.tokenizer
+        self._validation: Any = None  # built at the first evaluation, rewound to its start before each
+        self._validation_start: dict[str, Any] = {}
+        self.model_config = self._fit_vocabulary(base, init_dir)
+        model = build_model(self.model_config)
+        weights_from = self.resumed.model_dir if self.resumed else init_dir
+        if self.resumed:
+            diff = ckpt.config_difference(self.resumed.model_config, self.model_config)
+            if diff:
+                raise CheckpointError(f"cannot resume {self.resumed.path}: model {diff}; resume with the run "
+                                      "config that wrote it")
+        if weights_from is not None:
+            load_state_into(model, read_tensors(weights_from), source=str(weights_from))
+        torch.manual_seed(config.seed + ctx.rank)  # dropout streams differ per rank
+        self.model = D.wrap_model(model.to(ctx.device), ctx)
+        if config.compile:
+            self.model.compile()
+        self.optimizer = build_optimizer(self.model, config.optimizer)
+        self.schedule = Schedule(self.optimizer, config.steps, config.optimizer)
+        self.step = 0
+        self.counters = {"tokens": 0, "loss_tokens": 0}
+        if self.resumed:
+            self._restore(self.resumed)
+        self.precision = self._precision()
+
+    # Setup ------------------------------------------------------------------------------------------
+    def _find_resume(self, resume: bool | str | Path | None) -> ckpt.TrainCheckpoint | None:
+        if resume is None or resume is False:
+            return None
+        where = self.out_dir if resume is True else Path(resume)
+        if resume is True and not ckpt.list_checkpoints(where):
+            raise CheckpointError(f"--resume: {where} holds no checkpoint-<step>/ to resume; start without --resume")
+        return ckpt.load_checkpoint(where)
+
+    def _check_out_dir(self) -> None:
+        out, cfg = self.out_dir, self.config
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"out_dir {out} is a file; choose a directory")
+        entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        if self.resumed is not None:
+            inside = self.resumed.path.parent.resolve() == out.resolve()
+            newer = [s for s, _ in ckpt.list_checkpoints(out) if s > self.resumed.step]
+            if newer:
+                raise CheckpointError(f"out_dir {out} already holds checkpoint-{newer[-1]}, newer than the resumed "
+                                      f"{self.resumed.path.name}; resume from the latest or choose another out_dir")
+            if inside or not entries or cfg.overwrite:
+                return
+        if entries and not cfg.overwrite:
+            raise ConfigError(f"out_dir {out} is not empty ({len(entries)} entries, e.g. '{entries[0]}'); continue "
+                              "it with --resume, choose another out_dir, or add --set overwrite=true")
+
+    def _base_model_config(self) -> tuple[ModelConfig, Path | None]:
+        spec = self.config.model
+        if self.config.init_from is not None:
+            init_dir = ckpt.resolve_model_dir(self.config.init_from)
+            from unimask.checkpoint import load_config
+
+            base = load_config(init_dir)
+            overrides = dict(spec or {})
+            return (base.replace(**overrides) if overrides else base), init_dir
+        try:
+            return resolve_model_config(spec if spec is not None else "tiny-causal"), None
+        except ConfigError as exc:
+            raise ConfigError(f"model: {exc}") from None
+
+    def _pick_tokenizer(self, init_dir: Path | None) -> None:
+        """Without ``data.tokenizer``, a resumed run or an ``init_from`` model brings its own tokenizer."""
+        if getattr(self.data_config, "tokenizer", None) is not None:
+            return
+        source = self.resumed.model_dir if self.resumed else init_dir
+        if source is not None and (source / "tokenizer.json").is_file():
+            self.data_config = dataclasses.replace(self.data_config, tokenizer=str(source / "tokenizer.json"))
+
+    def _fit_vocabulary(self, base: ModelConfig, init_dir: Path | None) -> ModelConfig:
+        """A fresh model takes the tokenizer's vocabulary size and pad/bos/eos ids unless the config sets them."""
+        tok = self.tokenizer
+        seq_len = getattr(self.data_config, "seq_len", 0)
+        if init_dir is None:
+            given = set(self.config.model) if isinstance(self.config.model, dict) else set()
+            changes: dict[str, Any] = {}
+            if "vocab_size" not in given:
+                changes["vocab_size"] = tok.vocab_size
+            for name, role in (("pad_token_id", "pad_id"), ("bos_token_id", "bos_id"), ("eos_token_id", "eos_id")):
+                if name not in given:
+                    with contextlib.suppress(UnimaskError):
+                        changes[name] = getattr(tok, role)
+            start = getattr(self.data_config, "decoder_start_token_id", None)
+            if base.arch == "encoder_decoder" and start is not None and "decoder_start_token_id" not in given:
+                changes["decoder_start_token_id"] = start
+            if "max_seq_len" not in given and seq_len > base.max_seq_len:
+                changes["max_seq_len"] = seq_len
+            base = base.replace(**changes)
+        if base.vocab_size < tok.vocab_size:
+            raise ConfigError(f"model vocab_size {base.vocab_size} is smaller than the tokenizer's "
+                              f"{tok.vocab_size}; use the model's tokenizer (data.tokenizer) or a larger vocab_size")
+        if seq_len > base.max_seq_len and base.position == "learned":
+            raise ConfigError(f"data.seq_len {seq_len} exceeds the model's max_seq_len {base.max_seq_len} "
+                              "(learned positions); lower data.seq_len")
+        return base
+
+    def _restore(self, resumed: ckpt.TrainCheckpoint) -> None:
+        state = resumed.state
+        if int(state.get("world_size", 1)) != self.ctx.world_size:
+            raise CheckpointError(f"{resumed.path} was written by {state.get('world_size')} processes, this run has "
+                                  f"{self.ctx.world_size}; resume with the same --nproc_per_node")
+        D.load_optimizer_state(self.model, self.optimizer, resumed.optimizer_state, self.ctx)
+        self.schedule.load_state_dict(state["schedule"])
+        self.batches.load_state_dict(state["data"][self.ctx.rank])
+        ckpt.restore_rng(resumed.rng[self.ctx.rank])
+        self.step = resumed.step
+        self.counters = dict(state.get("counters", self.counters))
+
+    def _precision(self) -> str:
+        wanted = self.config.precision
+        if wanted == "auto":
+            return "bf16" if self.ctx.device.type == "cuda" else "fp32"
+        return wanted
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "bf16":
+            return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _prepare_out_dir(self) -> None:
+        """Rank 0 creates ``out_dir`` (clearing unimask's own files first when ``overwrite`` is set)."""
+        import shutil
+
+        out = self.out_dir
+        if self.config.overwrite and not self.resumed and out.is_dir():
+            for _, path in ckpt.list_checkpoints(out):
+                shutil.rmtree(path)
+            for name in (METRICS, "config.yaml"):
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        name = "config.yaml" if not self.resumed else f"config-resume-{self.step}.yaml"
+        (out / name).write_text(self.config.to_yaml(), encoding="utf-8")
+
+    # The loop ---------------------------------------------------------------------------------------
+    def fit(self, should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+        cfg, ctx = self.config, self.ctx
+        D.barrier(ctx)  # every rank has checked out_dir before rank 0 creates anything
+        if ctx.is_main:
+            self._prepare_out_dir()
+        D.barrier(ctx)
+        metrics = MetricsLog(self.out_dir, tensorboard=cfg.tensorboard, start_step=self.step) if ctx.is_main else None
+        progress = Progress(cfg.steps, self.step, enabled=cfg.progress and ctx.is_main)
+        result = TrainResult(out_dir=self.out_dir, checkpoint=None, step=self.step)
+        saved_at = self.step if self.resumed else -1
+        if metrics is not None and self.resumed:
+            metrics.write("resume", self.step, {"checkpoint": str(self.resumed.path)})
+        try:
+            with _StopFlag() as flag:
+                if cfg.eval_every and cfg.eval_at_start and self.step == 0:
+                    self._evaluate(metrics, result)
+                batches = iter(self.batches)
+                last = time.perf_counter()
+                while self.step < cfg.steps:
+                    record = self._train_step(batches)
+                    now = time.perf_counter()
+                    record["tokens_per_s"] = record["tokens"] / max(now - last, 1e-9)
+                    record["loss_tokens_per_s"] = record["loss_tokens"] / max(now - last, 1e-9)
+                    self.step += 1
+                    self._log_step(record, metrics, progress, result)
+                    stop = self._agree_stop(flag.raised or bool(should_stop and should_stop(self.step)))
+                    final = self.step == cfg.steps
+                    if final or (cfg.eval_every and self.step % cfg.eval_every == 0):
+                        self._evaluate(metrics, result)
+                    if final or stop or (cfg.save_every and self.step % cfg.save_every == 0):
+                        result.checkpoint = self._save() or result.checkpoint
+                        saved_at = self.step
+                    if stop:
+                        result.stopped_early = True
+                        progress.note(f"stopped at step {self.step}; resume with --resume")
+                        break
+                    last = time.perf_counter()  # rates cover the step itself, not evaluation or saving
+        except TrainingDiverged as exc:
+            good = ckpt.list_checkpoints(self.out_dir)
+            where = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint was written yet"
+            raise TrainingDiverged(f"{exc}; {where} (lower optimizer.lr or raise warmup_steps)") from None
+        finally:
+            progress.close()
+            if metrics is not None:
+                metrics.close()
+        if result.checkpoint is None and ctx.is_main and saved_at >= 0:
+            found = ckpt.list_checkpoints(self.out_dir)
+            result.checkpoint = found[-1][1] if found else None
+        result.step = self.step
+        return result
+
+    def _agree_stop(self, local: bool) -> bool:
+        if not self.ctx.distributed:
+            return local
+        return bool(D.all_reduce_sum(torch.tensor([float(local)]), self.ctx).item() > 0)
+
+    def _train_step(self, batches: Iterator[dict[str, Tensor]]) -> dict[str, Any]:
+        """One optimizer step over ``grad_accum`` micro-batches; the loss is normalised globally."""
+        opt_cfg, ctx = self.config.optimizer, self.ctx
+        micro = [next(batches) for _ in range(opt_cfg.grad_accum)]
+        local = torch.tensor([sum(count_tokens(b)[i] for b in micro) for i in (0, 1)], dtype=torch.float64)
+        tokens, loss_tokens = D.all_reduce_sum(local, ctx).tolist()
+        # each rank's gradient is averaged by DDP/FSDP2 over world_size ranks: scale it back up
+        scale = ctx.world_size / max(loss_tokens, 1.0)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        self.model.train()
+        for i, batch in enumerate(micro):
+            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            with D.gradient_sync(self.model, ctx, sync=i == len(micro) - 1), self._autocast():
+                out = self.model(**batch)
+            (out.loss_sum * scale).backward()
+            loss_sum += out.loss_sum.detach().double().cpu()
+        loss = float(D.all_reduce_sum(loss_sum, ctx).item()) / max(loss_tokens, 1.0)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"step {self.step + 1}: the training loss is {loss}; stopped without saving")
+        max_norm = opt_cfg.clip_grad_norm if opt_cfg.clip_grad_norm is not None else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        norm_value = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        if not math.isfinite(norm_value):
+            raise TrainingDiverged(f"step {self.step + 1}: the gradient norm is {norm_value}; stopped without saving")
+        lr = self.schedule.apply()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.advance()
+        self.counters["tokens"] += int(tokens)
+        self.counters["loss_tokens"] += int(loss_tokens)
+        return {"loss": loss, "lr": lr, "grad_norm": norm_value, "tokens": int(tokens),
+                "loss_tokens": int(loss_tokens)}
+
+    def _log_step(self, record: dict[str, Any], metrics: MetricsLog | None, progress: Progress,
+                  result: TrainResult) -> None:
+        result.train_loss = record["loss"]
+        result.history.append({"step": self.step, **record})
+        progress.update(record["loss"], record["tokens_per_s"], record["loss_tokens_per_s"])
+        if metrics is not None and (self.step % self.config.log_every == 0 or self.step == self.config.steps):
+            metrics.write("train", self.step, {**record, "tokens_seen": self.counters["tokens"]})
+
+    @torch.no_grad()
+    def _evaluate(self, metrics: MetricsLog | None, result: TrainResult) -> None:
+        """Held-out loss and perplexity over the validation tokens that carry loss (all ranks together)."""
+        ctx = self.ctx
+        if self._validation is None:
+            self._validation = self._build_batches("validation")
+            self._validation_start = self._validation.state_dict()
+        self._validation.load_state_dict(self._validation_start)
+        items = list(islice(iter(self._validation), self.config.eval_batches))
+        n = len(items)
+        if ctx.distributed:  # every rank must run the same number of forwards (FSDP2 gathers per block)
+            n = min(D.all_gather_json(n, ctx))
+        if n == 0:
+            raise UnimaskError("the validation split yields no batch; use a larger corpus or a smaller "
+                               "data.batch_size / data.seq_len")
+        sums = torch.zeros(2, dtype=torch.float64)
+        self.model.eval()
+        for batch in items[:n]:
+            batch = {k: v.to(ctx.device) for k, v in batch.items()}
+            with self._autocast():
+                out = self.model(**batch)
+            sums += torch.stack([out.loss_sum.double().cpu(), out.n_loss_tokens.double().cpu()])
+        self.model.train()
+        loss_sum, count = D.all_reduce_sum(sums, ctx).tolist()
+        loss = loss_sum / max(count, 1.0)
+        ppl = math.exp(min(loss, 700.0))
+        result.eval_loss, result.eval_ppl = loss, ppl
+        if metrics is not None:
+            metrics.write("eval", self.step, {"loss": loss, "ppl": ppl, "loss_tokens": int(count)})
+
+    def _save(self) -> Path | None:
+        """Gather full states (collective) and let rank 0 write ``checkpoint-<step>`` atomically."""
+        ctx = self.ctx
+        model_state = D.full_model_state(self.model, ctx)
+        optim_state = D.full_optimizer_state(self.model, self.optimizer, ctx)
+        data_states = D.all_gather_json(self.batches.state_dict(), ctx)
+        rng = D.all_gather_json(ckpt.capture_rng(), ctx)
+        path = None
+        if ctx.is_main:
+            state = {"schedule": self.schedule.state_dict(), "data": data_states, "world_size": ctx.world_size,
+                     "counters": self.counters, "parallel": ctx.parallel, "config": self.config.to_dict()}
+            path = ckpt.save_checkpoint(self.out_dir, self.step, model_state=model_state,
+                                        model_config=self.model_config, tokenizer=self.tokenizer,
+                                        optimizer_state=optim_state, rng=rng, trainer_state=state)
+            ckpt.prune_checkpoints(self.out_dir, self.config.keep_last)
+        D.barrier(ctx)
+        return path
