@@ -1,13 +1,21 @@
-"""Shared test settings: deterministic, single-threaded-friendly torch."""
+"""Shared test settings: deterministic seeds and one torch thread.
+
+The suite runs tiny models, where OpenMP threading costs more than it gives (10-40x slower on a busy
+2-core machine); subprocesses (CLI, torchrun) inherit OMP_NUM_THREADS=1, so two ranks do not fight over
+two cores.
+"""
 
 from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
