@@ -8,12 +8,13 @@ unknown keys with a message that names them.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from unimask.errors import ConfigError
 
@@ -66,8 +67,18 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         )
 
 
+def unknown_key_error(where: str, unknown: list[str], known: list[str]) -> ConfigError:
+    """One line naming the first unknown key, the closest known key, and the known keys."""
+    first = unknown[0]
+    close = difflib.get_close_matches(first, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{first}'{hint}; known keys: {', '.join(sorted(known))}")
+
+
 class _Validated:
     """Mixin: type checks, unknown-key rejection and a JSON round trip for config dataclasses."""
+
+    _where: ClassVar[str] = ""  # how messages name this config ("run config", "optimizer"); default: class name
 
     def _check_types(self) -> None:
         hints = get_type_hints(type(self))
@@ -76,13 +87,13 @@ class _Validated:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
+        where = cls._where or cls.__name__
         if not isinstance(data, dict):
-            raise ConfigError(f"{cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - names)
+            raise ConfigError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = [k for k in data if k not in known]
         if unknown:
-            hint = ", ".join(unknown)
-            raise ConfigError(f"{cls.__name__}: unknown key(s) {hint}; known keys: {', '.join(sorted(names))}")
+            raise unknown_key_error(where, unknown, known)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

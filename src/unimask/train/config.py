@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from unimask.config import _Validated
+from unimask.config import _Validated, unknown_key_error
 from unimask.errors import ConfigError
 
 Schedule = Literal["cosine", "wsd", "constant"]
@@ -41,13 +41,6 @@ def _suggest(name: str, known: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _unknown_key_error(where: str, unknown: list[str], known: list[str]) -> ConfigError:
-    first = unknown[0]
-    return ConfigError(
-        f"{where}: unknown key '{first}'{_suggest(first, known)}; known keys: {', '.join(sorted(known))}"
-    )
-
-
 @dataclass
 class OptimizerConfig(_Validated):
     """AdamW (Loshchilov & Hutter 2019) with linear warmup, then cosine decay (Loshchilov & Hutter 2017) or
@@ -55,6 +48,8 @@ class OptimizerConfig(_Validated):
     ``decay_steps`` (default: 20% of the run). ``lr`` is the peak; the schedule ends at
     ``lr * min_lr_ratio``. ``grad_accum`` micro-batches make one optimizer step; ``clip_grad_norm``
     clips the global gradient norm (null = no clipping)."""
+
+    _where = "optimizer"
 
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
@@ -90,15 +85,6 @@ class OptimizerConfig(_Validated):
             raise ConfigError(f"config field 'optimizer.clip_grad_norm' must be positive or null, got "
                               f"{self.clip_grad_norm}")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OptimizerConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"config field 'optimizer': expected a mapping, got {type(data).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            raise _unknown_key_error("optimizer", unknown, known)
-        return cls(**data)
 
 
 @dataclass
@@ -115,6 +101,8 @@ class TrainConfig(_Validated):
     validation batches. ``save_every``: checkpoint every N steps (0 = only at the end); ``keep_last`` of them
     are kept. ``out_dir`` must be empty or missing unless resuming or ``overwrite`` is true.
     """
+
+    _where = "run config"
 
     model: str | dict[str, Any] | None = None
     init_from: str | None = None
@@ -179,7 +167,7 @@ class TrainConfig(_Validated):
             known = [f.name for f in dataclasses.fields(ModelConfig)]
             unknown = [k for k in self.model if k not in known]
             if unknown:
-                raise _unknown_key_error("model", unknown, known)
+                raise unknown_key_error("model", unknown, known)
         self.data_config()
         try:
             build_objective(self.objective)
@@ -187,15 +175,6 @@ class TrainConfig(_Validated):
             raise ConfigError(str(exc) if str(exc).startswith("objective") else f"objective: {exc}") from None
 
     # Construction ------------------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"run config: expected a mapping of fields, got {type(data).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            raise _unknown_key_error("run config", unknown, known)
-        return cls(**data)
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
@@ -221,7 +200,7 @@ class TrainConfig(_Validated):
         known = [f.name for f in dataclasses.fields(DataConfig)]
         unknown = [k for k in data if k not in known]
         if unknown:
-            raise _unknown_key_error("data", unknown, known)
+            raise unknown_key_error("data", unknown, known)
         try:
             return DataConfig.from_dict(data) if hasattr(DataConfig, "from_dict") else DataConfig(**data)
         except TypeError as exc:
