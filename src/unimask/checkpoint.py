@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -109,6 +110,26 @@ def load_state_into(model: torch.nn.Module, tensors: dict[str, Tensor], source: 
         model.tie_weights()  # type: ignore[operator]
 
 
+def find_model_dir(path: str | Path) -> Path:
+    """The model directory behind ``path``: itself, a training checkpoint's ``model/``, or a run
+    directory's latest ``checkpoint-<step>/model``. Returns ``path`` unchanged when none fits (the loader
+    then says what is missing)."""
+    path = Path(path)
+    if (path / CONFIG).is_file():
+        return path
+    if (path / "model" / CONFIG).is_file():
+        return path / "model"
+    if path.is_dir():
+        steps = []
+        for child in path.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+            if match and (child / "model" / CONFIG).is_file():
+                steps.append((int(match.group(1)), child / "model"))
+        if steps:
+            return max(steps)[1]
+    return path
+
+
 def load_config(directory: str | Path) -> ModelConfig:
     directory = Path(directory)
     if not directory.is_dir():
@@ -125,12 +146,11 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> torch.nn.Module:
     """Build the model described by ``directory/config.json`` and load its safetensors weights.
 
-    A training checkpoint (``checkpoint-<step>/`` holding ``model/``) works too.
+    A training checkpoint (``checkpoint-<step>/model``) or a run directory (its latest checkpoint) works too.
     """
     from unimask.models import build_model
 
-    if not (Path(directory) / CONFIG).is_file() and (Path(directory) / "model" / CONFIG).is_file():
-        directory = Path(directory) / "model"
+    directory = find_model_dir(directory)
     config = load_config(directory)
     tensors = read_tensors(directory)
     model = build_model(config)

@@ -76,13 +76,12 @@ def _from_hf(src: Path, out: Path, dtype_name: str) -> int:
 
 
 def _to_hf(src: Path, out: Path, model_type: str | None, as_causal: bool, max_shard_bytes: int) -> int:
-    from unimask.checkpoint import load_model
+    from unimask.checkpoint import find_model_dir, load_model
     from unimask.errors import ConfigError
     from unimask.interop import export_hf, to_hf
 
     model = load_model(src)
-    if not (src / "config.json").is_file() and (src / "model" / "config.json").is_file():
-        src = src / "model"  # a training checkpoint: checkpoint-<step>/model/ holds the model and tokenizer
+    src = find_model_dir(src)  # a training checkpoint or run directory: its model/ holds model and tokenizer
     if model_type is None and (src / "hf_config.json").is_file():  # written by --from-hf
         try:
             original = json.loads((src / "hf_config.json").read_text(encoding="utf-8")).get("model_type")

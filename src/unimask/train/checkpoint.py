@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from unimask.checkpoint import CONFIG, save_tensors
+from unimask.checkpoint import CONFIG, find_model_dir, save_tensors
 from unimask.config import ModelConfig
 from unimask.errors import CheckpointError
 
@@ -71,15 +71,10 @@ def resolve_resume(path: str | Path) -> Path:
 
 def resolve_model_dir(path: str | Path) -> Path:
     """For ``init_from``: a model directory, a training checkpoint or a run directory (latest checkpoint)."""
-    path = Path(path)
-    if (path / CONFIG).is_file():
-        return path
-    if (path / MODEL_DIR / CONFIG).is_file():
-        return path / MODEL_DIR
-    found = list_checkpoints(path)
-    if found:
-        return found[-1][1] / MODEL_DIR
-    if not path.exists():
+    found = find_model_dir(path)
+    if (found / CONFIG).is_file():
+        return found
+    if not Path(path).exists():
         raise CheckpointError(f"init_from {path}: no such directory")
     raise CheckpointError(f"init_from {path}: no {CONFIG} here, in {MODEL_DIR}/ or in a checkpoint-<step>/")
 

@@ -1,0 +1,297 @@
+"""A loaded model with its tokenizer: text in, text out, streamed or not, for all three families.
+
+``LoadedModel.load(directory)`` reads a unimask checkpoint directory (``config.json``,
+``model.safetensors``) that also holds ``tokenizer.json``. Generation goes through
+``unimask.generation.generate_stream`` (KV cache) and ``TextStream`` (detokenisation and stop strings), so
+``complete`` is ``stream`` collected and both give the same text. A lock is held around each decoding step,
+never around a whole request: concurrent requests take turns token by token and all make progress.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unimask.errors import UnimaskError
+from unimask.generation.decode import GenerationConfig, generate_stream
+from unimask.generation.text import Infilled, TextStream, glm_infill, has_glm_blank, has_sentinel, t5_infill
+from unimask.serving.chat import CHAT_STOP, render_chat
+
+
+class RequestError(UnimaskError):
+    """A request the model cannot serve (too long for the context, bad parameter); ``code`` names it."""
+
+    def __init__(self, message: str, code: str = "invalid_request", param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to generate: ``temperature == 0`` is greedy; ``stop`` strings end a completion (not included)."""
+
+    max_new_tokens: int = 32
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1"),
+            (self.temperature >= 0, "temperature", "must be >= 0"),
+            (self.top_k >= 0, "top_k", "must be >= 0"),
+            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (self.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
+        ]
+        for ok, name, what in checks:
+            if not ok:
+                raise RequestError(f"{name} {what}, got {getattr(self, name)}", param=name)
+
+    def generation_config(self, eos_token_id: int | None) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
+                                temperature=self.temperature if self.temperature > 0 else 1.0, top_k=self.top_k,
+                                top_p=self.top_p, repetition_penalty=self.repetition_penalty,
+                                eos_token_id=eos_token_id, seed=self.seed)
+
+
+@dataclass
+class Chunk:
+    """A piece of generated text for prompt ``index``; the last chunk of a prompt has ``finish_reason``
+    (``"stop"``: EOS or a stop string, ``"length"``: max_new_tokens) and its token counts."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Completion:
+    """A finished completion and its usage."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class LoadedModel:
+    """A model, its tokenizer (``unimask.data.Tokenizer``) and a name; thread-safe text generation.
+
+    Prompts are laid out as unimask's objectives lay out sources: a causal decoder's prompt starts with BOS
+    (``causal_lm``: ``[bos] + text``), a prefix decoder's does not (``prefix_lm``), an encoder-decoder's
+    source ends with EOS (T5, BART). ``add_bos`` / ``append_eos`` override this (e.g. for imported models).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, name: str = "unimask", *,
+                 add_bos: bool | None = None, append_eos: bool = True) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.add_bos = model.config.arch == "causal" if add_bos is None else add_bos
+        self.append_eos = append_eos
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LoadedModel(name={self.name!r}, arch={self.model.config.arch!r}, context={self.context_length})"
+
+    @classmethod
+    def load(cls, directory: str | Path, *, name: str | None = None, device: str = "cpu",
+             dtype: torch.dtype | None = None, add_bos: bool | None = None,
+             append_eos: bool = True) -> LoadedModel:
+        """Load ``directory`` (config.json, model.safetensors, tokenizer.json)."""
+        from unimask.checkpoint import find_model_dir, load_model
+        from unimask.data.tokenizer import Tokenizer
+
+        directory = find_model_dir(directory)
+        model = load_model(directory, device=device, dtype=dtype)
+        if not (directory / "tokenizer.json").is_file():
+            raise UnimaskError(f"{directory}: no tokenizer.json next to the model; copy the tokenizer used in "
+                               "training there (`unimask tokenizer train` writes one)")
+        tokenizer = Tokenizer.load(directory)
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise UnimaskError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                               f"{model.config.vocab_size}; they do not belong together")
+        if name is None:  # a training checkpoint's model lives in checkpoint-<step>/model
+            where = directory.resolve()
+            name = where.parent.name if where.name == "model" and where.parent.name else where.name
+        return cls(model, tokenizer, name, add_bos=add_bos, append_eos=append_eos)
+
+    # Properties ------------------------------------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.max_seq_len)
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.model.config.arch == "encoder_decoder"
+
+    # Prompts ---------------------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids of a prompt (never empty: an empty prompt becomes BOS, or EOS for an encoder)."""
+        tok = self.tokenizer
+        ids = tok.encode(prompt)
+        if self.is_encoder_decoder:
+            ids = ids + [tok.eos_id] if self.append_eos else ids
+        elif self.add_bos:
+            ids = [tok.bos_id, *ids]
+        if not ids:
+            ids = [tok.eos_id if self.is_encoder_decoder else tok.bos_id]
+        return ids
+
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Raise ``RequestError`` (code ``context_length_exceeded``) when a request cannot fit the context."""
+        limit = self.context_length
+        if self.is_encoder_decoder:
+            if prompt_tokens > limit or max_new_tokens > limit:
+                raise RequestError(f"this model's context is {limit} tokens; the prompt has {prompt_tokens} and "
+                                   f"{max_new_tokens} new tokens were asked for; shorten them",
+                                   code="context_length_exceeded")
+        elif prompt_tokens + max_new_tokens > limit:
+            raise RequestError(f"this model's context is {limit} tokens; the prompt ({prompt_tokens}) plus the "
+                               f"new tokens ({max_new_tokens}) need {prompt_tokens + max_new_tokens}; shorten the "
+                               "prompt or lower max_tokens", code="context_length_exceeded")
+
+    # Generation ------------------------------------------------------------------------------------------
+    def stream(self, prompts: str | Sequence[str], params: SamplingParams | None = None) -> Iterator[Chunk]:
+        """Generate for one prompt or a batch; yield ``Chunk``s as text becomes final, one last chunk per
+        prompt with its ``finish_reason``. Checks the context before anything runs."""
+        params = params or SamplingParams()
+        ids = self.prepare(prompts, params)
+        if ids:
+            yield from self.stream_ids(ids, params)
+
+    def prepare(self, prompts: str | Sequence[str], params: SamplingParams) -> list[list[int]]:
+        """Encode prompts and check that each fits the context with ``params.max_new_tokens``."""
+        batch = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = [self.encode_prompt(p) for p in batch]
+        for row in ids:
+            self.check_fits(len(row), params.max_new_tokens)
+        return ids
+
+    def stream_ids(self, ids: list[list[int]], params: SamplingParams) -> Iterator[Chunk]:
+        """``stream`` for prompts already encoded (by ``prepare``)."""
+        tok = self.tokenizer
+        eos = tok.eos_id
+        streams = [TextStream(tok, params.stop) for _ in ids]
+        counts = [0] * len(ids)
+        done: list[str | None] = [None] * len(ids)
+        steps = generate_stream(self.model, ids, config=params.generation_config(eos))
+        try:
+            while True:
+                with self._lock:
+                    step = next(steps, None)
+                if step is None:
+                    break
+                for i, token in enumerate(step.tokens.tolist()):
+                    if done[i] is not None:
+                        continue
+                    counts[i] += 1
+                    if token == eos:
+                        done[i] = "stop"
+                    else:
+                        piece = streams[i].push(token)
+                        if streams[i].stopped:
+                            done[i] = "stop"
+                        if piece:
+                            yield Chunk(index=i, text=piece)
+                    if done[i] is not None:
+                        yield self._last(i, streams[i], done[i], len(ids[i]), counts[i])
+                if all(d is not None for d in done):
+                    break
+        finally:
+            with self._lock:
+                steps.close()
+        for i, reason in enumerate(done):
+            if reason is None:  # ran out of new tokens
+                yield self._last(i, streams[i], "length", len(ids[i]), counts[i])
+
+    @staticmethod
+    def _last(i: int, stream: TextStream, reason: str, prompt_tokens: int, completion_tokens: int) -> Chunk:
+        rest = stream.finish()
+        if stream.stopped:
+            reason = "stop"
+        return Chunk(index=i, text=rest, finish_reason=reason, prompt_tokens=prompt_tokens,
+                     completion_tokens=completion_tokens)
+
+    def complete(self, prompts: str | Sequence[str], params: SamplingParams | None = None) -> list[Completion]:
+        """``stream`` collected: one ``Completion`` per prompt, in order."""
+        n = 1 if isinstance(prompts, str) else len(prompts)
+        texts = [""] * n
+        out: list[Completion | None] = [None] * n
+        for c in self.stream(prompts, params):
+            texts[c.index] += c.text
+            if c.finish_reason is not None:
+                out[c.index] = Completion(texts[c.index], c.finish_reason, c.prompt_tokens, c.completion_tokens)
+        return [c for c in out if c is not None]
+
+    # Chat ------------------------------------------------------------------------------------------------
+    def chat_params(self, params: SamplingParams) -> SamplingParams:
+        """``params`` plus the chat template's stop strings."""
+        return replace(params, stop=tuple(dict.fromkeys((*params.stop, *CHAT_STOP))))
+
+    @staticmethod
+    def chat_prompt(messages: Sequence[dict[str, str]]) -> str:
+        """The prompt for ``messages`` (``RequestError`` when they are malformed)."""
+        try:
+            return render_chat(messages)
+        except ValueError as exc:
+            raise RequestError(str(exc), param="messages") from None
+
+    @staticmethod
+    def strip_reply(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        """Drop whitespace before a chat reply's first character (the template ends with ``Assistant:``)."""
+        started = False
+        for chunk in chunks:
+            if not started:
+                chunk.text = chunk.text.lstrip()
+                started = bool(chunk.text)
+            if chunk.text or chunk.finish_reason is not None:
+                yield chunk
+
+    def chat_stream(self, messages: Sequence[dict[str, str]], params: SamplingParams | None = None) -> Iterator[Chunk]:
+        """Stream the assistant's reply to ``messages`` (``{"role", "content"}``, see ``serving.chat``);
+        whitespace before the reply's first character is dropped."""
+        prompt = self.chat_prompt(messages)
+        yield from self.strip_reply(self.stream(prompt, self.chat_params(params or SamplingParams())))
+
+    def chat(self, messages: Sequence[dict[str, str]], params: SamplingParams | None = None) -> Completion:
+        """The assistant's reply to ``messages``."""
+        text, last = "", None
+        for chunk in self.chat_stream(messages, params):
+            text += chunk.text
+            last = chunk
+        assert last is not None and last.finish_reason is not None
+        return Completion(text, last.finish_reason, last.prompt_tokens, last.completion_tokens)
+
+    # Infilling -------------------------------------------------------------------------------------------
+    def can_infill(self, text: str) -> bool:
+        """Whether ``text`` asks this model for infilling: GLM masks for a prefix decoder, sentinels for an
+        encoder-decoder."""
+        arch = self.model.config.arch
+        return (arch == "prefix" and has_glm_blank(text)) or (arch == "encoder_decoder" and has_sentinel(text))
+
+    def infill(self, text: str, params: SamplingParams | None = None) -> Infilled:
+        """Fill the blanks of ``text`` (``[MASK]``/``[gMASK]`` for a prefix decoder, ``<extra_id_N>`` for an
+        encoder-decoder); stop strings do not apply."""
+        cfg = (params or SamplingParams()).generation_config(None)
+        if self.model.config.arch == "causal":
+            raise RequestError("infilling needs a prefix decoder ([MASK], [gMASK]) or an encoder-decoder "
+                               "(<extra_id_N>); this model is a causal decoder", param="prompt")
+        with self._lock:
+            if self.model.config.arch == "encoder_decoder":
+                return t5_infill(self.model, self.tokenizer, text, cfg, append_eos=self.append_eos)
+            return glm_infill(self.model, self.tokenizer, text, cfg)
+
+
+__all__ = ["Chunk", "Completion", "LoadedModel", "RequestError", "SamplingParams"]
