@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from unimask import build_model
 from unimask.cli import main
@@ -65,3 +66,51 @@ def test_cli_error_has_no_traceback() -> None:
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
     assert "source-len" in res.stderr
+
+
+@pytest.mark.parametrize("damage", ["latin-1 config", "integer weights", "heads", "kv heads"])
+def test_more_bad_checkpoints_are_one_line(tmp_path: Path, damage: str, capsys: pytest.CaptureFixture) -> None:
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "ckpt"
+    build_model("tiny-causal").save(ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    if damage == "latin-1 config":
+        (ckpt / "config.json").write_bytes(json.dumps({**cfg, "arch": "caus\xe9"}, ensure_ascii=False)
+                                           .encode("latin-1"))
+        needle = "not UTF-8"
+    elif damage == "integer weights":
+        tensors = {k: v.to(torch.int64) for k, v in load_file(ckpt / "model.safetensors").items()}
+        save_file(tensors, ckpt / "model.safetensors")
+        needle = "not floating point"
+    elif damage == "heads":
+        (ckpt / "config.json").write_text(json.dumps({**cfg, "d_model": 60, "n_heads": 7}))
+        needle = "do not divide d_model"
+    else:
+        (ckpt / "config.json").write_text(json.dumps({**cfg, "n_kv_heads": 3}))
+        needle = "do not divide n_heads"
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    assert main(["info", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert str(ckpt) in err and (damage == "integer weights" or "config.json" in err)  # names what is wrong
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+    # a config file given directly is named in the message too
+    if damage in ("heads", "kv heads"):
+        assert main(["info", str(ckpt / "config.json")]) == 2
+        assert str(ckpt / "config.json") in capsys.readouterr().err
+
+
+def test_demo_output_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "file").write_text("x")
+    assert main(["demo", "--out", str(tmp_path / "file" / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is a file" in err
+
+
+def test_masks_figure_path_is_checked_and_reported(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["masks", "--out", str(tmp_path)]) == 0  # a folder: the figure goes inside it
+    assert f"wrote {tmp_path / 'masks.png'}" in capsys.readouterr().out
+    assert (tmp_path / "masks.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["masks", "--out", str(tmp_path / "figure")]) == 2  # matplotlib would silently add .png
+    assert ".png" in capsys.readouterr().err and not list(tmp_path.glob("figure*"))

@@ -100,6 +100,9 @@ def load_state_into(model: torch.nn.Module, tensors: dict[str, Tensor], source: 
     if unexpected:
         raise CheckpointError(f"{source}: unexpected tensor '{unexpected[0]}' ({len(unexpected)} unexpected in all)")
     for name, target in expected.items():
+        if target.is_floating_point() and not tensors[name].is_floating_point():
+            raise CheckpointError(f"{source}: tensor '{name}' is {tensors[name].dtype}, not floating point; "
+                                  "this is not a unimask or Hugging Face weight file")
         if tuple(tensors[name].shape) != tuple(target.shape):
             raise CheckpointError(
                 f"{source}: tensor '{name}' has shape {tuple(tensors[name].shape)}, "
@@ -138,8 +141,8 @@ def load_config(directory: str | Path) -> ModelConfig:
         raise CheckpointError(f"{directory}: no {CONFIG}; a unimask checkpoint holds {CONFIG} and {WEIGHTS}")
     try:
         return ModelConfig.load(directory / CONFIG)
-    except ConfigError as exc:
-        raise CheckpointError(f"{directory / CONFIG}: {exc}") from None
+    except ConfigError as exc:  # the message already names the file
+        raise CheckpointError(str(exc)) from None
 
 
 def load_model(directory: str | Path, *, device: str | torch.device = "cpu",
@@ -154,6 +157,10 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu",
     config = load_config(directory)
     tensors = read_tensors(directory)
     model = build_model(config)
+    if not set(model_state(model)) & set(tensors):
+        found = f"e.g. '{sorted(tensors)[0]}'" if tensors else "no tensors at all"
+        raise CheckpointError(f"{directory}: none of the model's tensors are there ({found}); not a unimask "
+                              "checkpoint (import a Hugging Face model with `unimask convert --from-hf DIR --out DIR`)")
     load_state_into(model, tensors, source=str(directory))
     model.to(device=device, dtype=dtype)
     return model.eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         return
     if hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"config field '{name}': expected a finite number, got {value!r}")
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is bool:
@@ -79,11 +82,12 @@ class _Validated:
     """Mixin: type checks, unknown-key rejection and a JSON round trip for config dataclasses."""
 
     _where: ClassVar[str] = ""  # how messages name this config ("run config", "optimizer"); default: class name
+    _field_prefix: ClassVar[str] = ""  # how messages name a field of a section: "optimizer." -> 'optimizer.lr'
 
     def _check_types(self) -> None:
         hints = get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            _check_type(f.name, getattr(self, f.name), hints[f.name])
+            _check_type(self._field_prefix + f.name, getattr(self, f.name), hints[f.name])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
@@ -204,6 +208,11 @@ class ModelConfig(_Validated):
                 raise ConfigError(
                     f"config field 'rope_scaling': type {kind!r} is not supported (linear, llama3)"
                 )
+            factor = self.rope_scaling.get("factor")
+            if kind != "default" and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                                      or not math.isfinite(factor) or factor <= 0):
+                raise ConfigError(f"config field 'rope_scaling': type {kind!r} needs a positive number 'factor', "
+                                  f"got {factor!r}")
 
     # Derived sizes -----------------------------------------------------------------------------------
     @property
@@ -249,7 +258,16 @@ class ModelConfig(_Validated):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a config is a JSON file") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+        try:
+            return cls.from_json(text)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _preset_table() -> dict[str, dict[str, Any]]:

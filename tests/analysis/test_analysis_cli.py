@@ -34,7 +34,7 @@ def test_params_presets_comparison(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["params", "presets", "--json", "--out", str(tmp_path)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert all(abs(r["rel_error"]) <= r["tolerance"] for r in rows)
-    assert (tmp_path / "presets.json").is_file()
+    assert (tmp_path / "presets.json").is_file() and (tmp_path / "presets.png").stat().st_size > 1000
 
 
 def test_params_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,3 +84,75 @@ def test_emergence_micro_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1 and rows[0]["width"] == "8"
     assert (tmp_path / "sweep.json").is_file() and (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_rank_text_uses_the_runs_tokenizer_and_limits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--text`` with a run directory tokenizes with the run's tokenizer.json (in checkpoint-N/model/), not
+    the built-in one; lengths over the model's context are refused in one line."""
+    import shutil
+
+    from unimask.data.tokenizer import Tokenizer
+    from unimask.serving.tiny import make_tiny_model_dir
+
+    model_dir = make_tiny_model_dir(tmp_path / "tiny", "tiny-causal")
+    shutil.copytree(model_dir, tmp_path / "run" / "checkpoint-3" / "model")
+    text = "The quick brown fox jumps over the lazy dog."
+    assert main(["rank", "--model", str(tmp_path / "run"), "--text", text, "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "rank_summary.json").read_text())
+    assert summary["seq_len"] == len(Tokenizer.load(model_dir).encode(text))
+    capsys.readouterr()
+    for args in (["--preset", "tiny-causal", "--seq-len", "257"], ["--preset", "tiny-causal", "--seq-len", "5000"]):
+        assert main(["rank", *args, "--out", ""]) == 2
+        err = capsys.readouterr().err
+        assert "--seq-len" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--power-w", "-5"], "power_w"),
+    (["--price-per-hour", "-1"], "price_per_hour"),
+    (["--grid", "-3"], "grid_gco2_per_kwh"),
+    (["--pue", "nan"], "pue"),
+    (["--seq-len", "0"], "seq_len"),
+    (["--target-len", "0"], "target_len"),
+])
+def test_params_bad_setup_is_one_line(args: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["params", "tiny-encdec", *args, "--out", ""]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["analytic", "--n-c", "-5"], "--n-c"),
+    (["analytic", "--alpha", "0"], "--alpha"),
+    (["analytic", "--points", "100000000"], "--points"),
+    (["analytic", "--n-max", "inf"], "--n-max"),
+    (["sweep", "--digits", "40"], "digits"),
+    (["sweep", "--lr", "-1"], "lr"),
+])
+def test_emergence_bad_values_are_one_line(args: list[str], needle: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any work (no NaN tables, no hour-long grid, no numpy or optimizer traceback)."""
+    assert main(["emergence", *args, "--out", ""]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_params_of_run_and_hugging_face_directories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run directory (latest checkpoint-N/model) and a Hugging Face config.json are counted like presets:
+    the totals equal the built models' numel."""
+    import transformers
+
+    import unimask
+
+    model = unimask.build_model(unimask.preset("tiny-encdec"))
+    model.save(tmp_path / "run" / "checkpoint-4" / "model")
+    assert main(["params", str(tmp_path / "run"), "--json", "--out", str(tmp_path / "o")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["name"] == "run" and data["params"]["total"] == model.num_parameters()
+    assert (tmp_path / "o" / "run.json").is_file()
+    hf_config = transformers.LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=1, head_dim=16)
+    hf_config.save_pretrained(tmp_path / "llama")  # config.json only: nothing is loaded
+    assert main(["params", str(tmp_path / "llama"), "--json", "--out", ""]) == 0
+    count = json.loads(capsys.readouterr().out)["params"]["total"]
+    assert count == transformers.LlamaForCausalLM(hf_config).num_parameters()

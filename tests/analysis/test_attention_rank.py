@@ -114,3 +114,13 @@ def test_causal_twin_matches_the_original_model() -> None:
     assert direct is not None
     for a, b in zip(direct, twin):
         torch.testing.assert_close(a.float(), b)
+
+
+@pytest.mark.parametrize("name", ["tiny-prefix", "tiny-encdec"])
+def test_collect_attentions_leaves_the_model_as_it_was(name: str) -> None:
+    """The analysis switches to the eager backend and eval mode only while it runs."""
+    model = unimask.build_model(preset(name))
+    model.train()
+    collect_attentions(model, torch.randint(3, 512, (1, 6)))
+    assert model.training
+    assert {m.backend for m in model.modules() if hasattr(m, "backend")} == {"sdpa"}

@@ -65,3 +65,19 @@ def test_error_is_one_line_without_traceback(tmp_path: Path) -> None:
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such corpus" in proc.stderr
+
+
+def test_outputs_that_cannot_be_written_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("some words for a tiny tokenizer.\n" * 5, encoding="utf-8")
+    blocked = corpus / "out"  # a file is in the way
+    assert main(["tokenizer", "train", "--input", str(corpus), "--vocab-size", "400", "--out", str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is a file" in err
+    assert main(["data", "prepare", "--input", str(corpus), "--out", str(blocked / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is a file" in err
+    small = ["tokenizer", "train", "--input", str(corpus), "--vocab-size", "100", "--out", str(tmp_path / "t")]
+    assert main(small) == 2
+    assert "too small" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert corpus.read_text().startswith("some words")

@@ -157,3 +157,46 @@ def test_bad_settings_are_clear_errors(prepared, tmp_path):
     (tmp_path / "two.txt").write_text("the function returns the value")
     with pytest.raises(DataError, match="fewer than the 4 ranks"):
         build_batches(DataConfig(path=str(tmp_path / "two.txt")), "span_corruption", "causal", rank=3, world_size=4)
+
+
+def test_overwrite_replaces_prepared_data_only(corpus, tmp_path):
+    """--overwrite replaces earlier prepared data, never a folder of other files nor the corpus itself."""
+    tok = default_tokenizer()
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "notes.txt").write_text("precious notes")
+    with pytest.raises(DataError, match="not prepared data"):
+        prepare(corpus, own, tok, progress=False, overwrite=True)
+    assert [p.name for p in own.iterdir()] == ["notes.txt"]
+    with pytest.raises(DataError, match="holds the corpus"):
+        prepare(own, own, tok, progress=False, overwrite=True)
+    with pytest.raises(DataError, match="holds the corpus"):
+        prepare(own / "notes.txt", own, tok, progress=False, overwrite=True)
+    assert (own / "notes.txt").read_text() == "precious notes"
+    out = tmp_path / "prep"
+    first = prepare(own, out, tok, progress=False)
+    second = prepare(corpus, out, tok, progress=False, overwrite=True)  # earlier prepared data: replaced
+    assert TokenStore(out).n_tokens == second.n_tokens != first.n_tokens
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("damage", ["no offsets", "pickled offsets", "index without dtype", "shard without file"])
+def test_damaged_prepared_data_is_a_clear_error(prepared, tmp_path, damage):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(prepared, root)
+    index = json.loads((root / "index.json").read_text())
+    offsets = root / index["shards"][0]["offsets"]
+    if damage == "no offsets":
+        offsets.unlink()
+    elif damage == "pickled offsets":
+        np.save(offsets, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif damage == "index without dtype":
+        del index["dtype"]
+    else:
+        del index["shards"][0]["file"]
+    (root / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="prepare` again") as info:
+        TokenStore(root)
+    assert "\n" not in str(info.value)

@@ -10,7 +10,7 @@ import pytest
 from unimask.serving import LoadedModel
 from unimask.serving.tiny import make_tiny_model_dir
 
-PRESETS = {"causal": "tiny-causal", "glm": "tiny-glm", "encdec": "tiny-encdec"}
+PRESETS = {"causal": "tiny-causal", "glm": "tiny-glm", "prefix": "tiny-prefix", "encdec": "tiny-encdec"}
 
 
 @pytest.fixture(scope="session")

@@ -76,11 +76,13 @@ def test_context_limit_is_a_clear_error(engines: dict[str, LoadedModel]) -> None
         SamplingParams(top_p=0.0)
 
 
-def test_glm_infill_matches_the_training_layout(engines: dict[str, LoadedModel]) -> None:
+@pytest.mark.parametrize("family", ["glm", "prefix"])
+def test_glm_infill_matches_the_training_layout(engines: dict[str, LoadedModel], family: str) -> None:
     """Greedy infilling with the KV cache picks, at every step, the argmax of one teacher-forced forward pass
     over the GLM training row: Part A bidirectional, then [sop] + span at the blank's position with block
-    positions 1, 2, ... (Du et al. 2022, section 2.2)."""
-    e = engines["glm"]
+    positions 1, 2, ... (Du et al. 2022, section 2.2). ``prefix`` is a RoPE prefix decoder: the GLM
+    objective gives its Part B tokens the blank's position (``objectives.layout``), and no block position."""
+    e = engines[family]
     tok, model = e.tokenizer, e.model
     a = tok.encode("The quick ") + [tok.special.mask] + tok.encode(" jumps.")
     m = a.index(tok.special.mask)
@@ -92,9 +94,9 @@ def test_glm_infill_matches_the_training_layout(engines: dict[str, LoadedModel])
     row = a + [tok.special.sop] + span
     S, T = len(a), len(span) + 1
     with torch.no_grad():
+        block = torch.tensor([[0] * S + list(range(1, T + 1))]) if model.config.position == "glm2d" else None
         logits = model(torch.tensor([row]), is_prefix=torch.tensor([[True] * S + [False] * T]),
-                       position_ids=torch.tensor([list(range(S)) + [m] * T]),
-                       block_position_ids=torch.tensor([[0] * S + list(range(1, T + 1))])).logits[0]
+                       position_ids=torch.tensor([list(range(S)) + [m] * T]), block_position_ids=block).logits[0]
     greedy = logits[S:].argmax(-1).tolist()  # predictions after [sop], after span[0], ...
     assert greedy[: len(span)] == span
     if len(span) < 6:  # it stopped: the next choice was end-of-piece
@@ -160,3 +162,37 @@ def test_cli_generate_stdin_and_errors(model_dirs: dict[str, Path], tmp_path: Pa
     res = subprocess.run([sys.executable, "-m", "unimask", "generate", "--model", str(model_dirs["causal"]),
                           "--prompt", "x", "--top-p", "0"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "top_p" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_generate_bad_input_is_one_line(model_dirs: dict[str, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    """Bad devices, seeds, prompt bytes and a Hugging Face directory: exit 2 with one line, no traceback."""
+    causal = str(model_dirs["causal"])
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe not utf-8\n")
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 8}))
+    cases = [
+        (["--model", causal, "--prompt", "x", "--device", "banana"], "--device 'banana'"),
+        (["--model", causal, "--prompt", "x", "--device", "cuda:99"], "--device 'cuda:99'"),
+        (["--model", causal, "--prompt", "x", "--seed", str(2**70), "--temperature", "1"], "seed"),
+        (["--model", causal, "--prompt", "a\udcffb"], "not valid Unicode"),  # undecodable argv byte
+        (["--model", causal, "--prompt-file", str(binary)], "not UTF-8"),
+        (["--model", str(hf_dir), "--prompt", "x"], "unimask convert --from-hf"),
+    ]
+    for args, needle in cases:
+        assert main(["generate", *args, "--max-new-tokens", "2"]) == 2, args
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_model_name_is_the_directory_the_user_named(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """A run directory serves as the run's name, not as its latest checkpoint's."""
+    import shutil
+
+    shutil.copytree(model_dirs["causal"], tmp_path / "my-run" / "checkpoint-7" / "model")
+    assert LoadedModel.load(tmp_path / "my-run").name == "my-run"
+    assert LoadedModel.load(tmp_path / "my-run" / "checkpoint-7").name == "checkpoint-7"
+    assert LoadedModel.load(tmp_path / "my-run" / "checkpoint-7" / "model").name == "checkpoint-7"
+    assert LoadedModel.load(tmp_path / "my-run", name="x").name == "x"

@@ -98,3 +98,29 @@ def test_sampling_is_reproducible_with_a_seed_and_respects_top_k() -> None:
     greedy = model.generate(PROMPTS, max_new_tokens=6)
     top1 = model.generate(PROMPTS, max_new_tokens=6, do_sample=True, top_k=1, seed=1)
     assert torch.equal(greedy, top1)
+
+
+@pytest.mark.parametrize(("name", "overrides"), [("tiny-prefix", {}), ("tiny-prefix", {"position": "learned"}),
+                                                 ("tiny-glm", {})])
+def test_infilling_decodes_part_b_at_the_blanks_position(name: str, overrides: dict) -> None:
+    """With ``mask_position`` the decoder lays Part B out as the GLM objective does in training: ``[sop]`` and
+    every generated token take the blank's position (GLM 2D: block positions 1, 2, ...), causally."""
+    model = build_model(preset(name, **overrides)).eval()
+    prompt = [5, 17, 42, 3, 9, 33, 6]  # a "blank" at index 3, the last token opens Part B
+    m = 3
+    steps = list(generate_stream(model, [prompt], max_new_tokens=NEW, do_sample=True, seed=5, eos_token_id=-1,
+                                 mask_position=torch.tensor([m])))
+    new = torch.stack([s.tokens for s in steps], 1)  # (1, N)
+    S = len(prompt) - 1  # Part A
+    row = torch.cat([torch.tensor([prompt]), new[:, :-1]], 1)
+    T = row.shape[1] - S  # [sop] + generated tokens fed back
+    positions = torch.tensor([list(range(S)) + [m] * T])
+    block = torch.tensor([[0] * S + list(range(1, T + 1))]) if model.config.position == "glm2d" else None
+    flags = torch.tensor([[True] * S + [False] * T])
+    with torch.no_grad():
+        full = model(row, is_prefix=flags, position_ids=positions, block_position_ids=block).logits[:, S:]
+    cached = torch.stack([s.logits for s in steps], 1)
+    assert (cached - full).abs().max().item() <= 1e-5
+    plain = model.generate([prompt], max_new_tokens=NEW, do_sample=True, seed=5, eos_token_id=-1,
+                           mask_position=torch.tensor([m]), use_cache=False)
+    assert torch.equal(plain, new)

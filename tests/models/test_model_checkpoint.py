@@ -55,3 +55,22 @@ def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"mlp\.gate_proj\.weight"):
         load_model(tmp_path)
+
+
+def test_integer_tensors_are_a_foreign_file(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    build_model("tiny-causal").save(tmp_path)
+    tensors = {k: v.to(torch.int32) for k, v in load_file(tmp_path / "model.safetensors").items()}
+    save_file(tensors, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not floating point"):
+        load_model(tmp_path)
+
+
+def test_a_foreign_safetensors_file_says_so(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    build_model("tiny-causal").save(tmp_path)
+    save_file({"model.embed_tokens.weight": torch.zeros(4, 2)}, tmp_path / "model.safetensors")  # HF names
+    with pytest.raises(CheckpointError, match=r"not a unimask checkpoint .*unimask convert --from-hf"):
+        load_model(tmp_path)

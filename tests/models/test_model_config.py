@@ -51,3 +51,27 @@ def test_presets_express_published_shapes() -> None:
 def test_unknown_preset_lists_known_ones() -> None:
     with pytest.raises(ConfigError, match="known presets"):
         preset("gpt-5")
+
+
+@pytest.mark.parametrize(("fields", "needle"), [
+    ({"norm_eps": float("nan")}, "norm_eps"),
+    ({"rope_theta": float("inf")}, "rope_theta"),
+    ({"rope_scaling": {"type": "linear"}}, "factor"),
+    ({"rope_scaling": {"rope_type": "llama3", "factor": -2.0}}, "factor"),
+])
+def test_non_finite_numbers_and_incomplete_rope_scaling_are_rejected(fields: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        ModelConfig.from_dict({**PRESETS["tiny-causal"], **fields})
+    # accepted with sound values, and the model builds
+    build_model(ModelConfig.from_dict({**PRESETS["tiny-causal"], "rope_scaling": {"type": "linear", "factor": 2.0}}))
+
+
+def test_config_file_errors_name_the_file(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"d_model": 60, "n_heads": 7}')
+    with pytest.raises(ConfigError, match=r"bad\.json: .*n_heads"):
+        ModelConfig.load(bad)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"arch": "caus\xe9"}'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.json: not UTF-8"):
+        ModelConfig.load(latin)

@@ -78,7 +78,7 @@ def test_part_a_and_part_b_rebuild_the_original(n, seed, mode):
     assert ex.target[starts[1:] - 1].tolist() == [EOP] * (len(starts) - 1) and ex.target[-1] == EOP
     if mode == "gmask":
         assert ex.source[-1] == GMASK and len(starts) == 1
-        assert np.ceil(n / 2) <= T - 1 <= max(n - 1, 1) or n == 2
+        assert np.ceil(n / 2) <= T - 1 <= max(n - 1, 1)
 
 
 def test_mask_rate_and_span_length_over_many_samples(vocab):

@@ -160,3 +160,43 @@ def test_lazy_top_level_exports() -> None:
     import unimask
 
     assert unimask.from_hf is from_hf and unimask.to_hf is to_hf
+
+
+def test_export_tells_transformers_the_special_tokens(tmp_path) -> None:
+    """A model trained with unimask's tokenizer (tokenizer.json only) exports a tokenizer that transformers'
+    AutoTokenizer loads with its BOS/EOS/PAD tokens and that encodes like unimask's."""
+    from transformers import AutoTokenizer
+
+    from unimask.checkpoint import load_model
+    from unimask.data.tokenizer import Tokenizer
+    from unimask.serving.tiny import make_tiny_model_dir
+
+    src = make_tiny_model_dir(tmp_path / "um", "tiny-causal")
+    assert not (src / "tokenizer_config.json").exists()
+    out = to_hf(load_model(src), tmp_path / "hf", tokenizer_dir=src)
+    hf_tok = AutoTokenizer.from_pretrained(out)
+    ours = Tokenizer.load(src)
+    assert (hf_tok.bos_token_id, hf_tok.eos_token_id, hf_tok.pad_token_id) == (ours.bos_id, ours.eos_id, ours.pad_id)
+    text = "The quick brown fox, 12 times."
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == ours.encode(text)
+    assert hf_tok.decode(ours.encode(text)) == text
+
+
+def test_cli_wrong_direction_and_unwritable_out(hf_dir, tmp_path, capsys) -> None:
+    """Each direction named the other way round, and an --out that cannot be created: one line, exit 2."""
+    assert main(["convert", "--to-hf", str(hf_dir), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "Hugging Face 'llama' model directory" in err and "--from-hf" in err and err.count("\n") == 1
+    assert main(["convert", "--from-hf", str(hf_dir), "--out", str(tmp_path / "um")]) == 0
+    capsys.readouterr()
+    assert main(["convert", "--from-hf", str(tmp_path / "um"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "a unimask checkpoint" in err and "--to-hf" in err and err.count("\n") == 1
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("user data")
+    for direction, src in (("--from-hf", hf_dir), ("--to-hf", tmp_path / "um")):
+        assert main(["convert", direction, str(src), "--out", str(blocker / "sub")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot create the output directory" in err and err.count("\n") == 1
+    assert blocker.read_text() == "user data"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

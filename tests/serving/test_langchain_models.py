@@ -46,4 +46,7 @@ def test_chat_model(engine: LoadedModel) -> None:
     assert "".join(c.content for c in chat.stream(messages)) == expected.text
     chain = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "{q}")]) | chat | StrOutputParser()
     assert asyncio.run(chain.ainvoke({"q": "Hi"})) == chain.invoke({"q": "Hi"})
-    assert len(chain.batch([{"q": "a"}, {"q": "b"}])) == 2
+    replies = chain.batch([{"q": "a"}, {"q": "b"}])
+    params = SamplingParams(max_new_tokens=8, temperature=0.8, seed=2)
+    assert replies == [engine.chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}],
+                                   params).text for q in ("a", "b")]

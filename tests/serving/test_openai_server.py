@@ -93,6 +93,11 @@ def test_twenty_concurrent_streams_all_finish(server: Server, engine: LoadedMode
     (json.dumps({"prompt": "word " * 250, "max_tokens": 8}).encode(), 400, "context"),
     (json.dumps({"prompt": "x", "model": "gpt-4"}).encode(), 404, "not found"),
     (json.dumps({"prompt": "x" * 70_000}).encode(), 413, "too large"),
+    (b"[" * 30_000 + b"]" * 30_000, 400, "nested too deeply"),  # json.loads would hit RecursionError
+    (json.dumps({"prompt": "x", "seed": 2**70, "temperature": 1}).encode(), 400, "seed"),
+    (json.dumps({"prompt": "x", "seed": 2**70, "temperature": 1, "stream": True}).encode(), 400, "seed"),
+    (b'{"prompt": "a\\ud800b", "max_tokens": 2}', 400, "not valid Unicode"),  # an unpaired surrogate
+    (json.dumps({"prompt": ["ok", "\ud800"], "max_tokens": 2}).encode(), 400, "not valid Unicode"),
 ])
 def test_bad_requests_get_4xx_json_and_the_server_keeps_serving(server: Server, body: bytes, status: int,
                                                                 needle: str) -> None:
@@ -110,6 +115,9 @@ def test_bad_chat_and_unknown_routes(server: Server) -> None:
     for messages in ([], [{"role": "wizard", "content": "x"}], "hello", image):
         r = httpx.post(server.url + "/v1/chat/completions", json={"messages": messages}, timeout=30)
         assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
+    surrogate = b'{"messages": [{"role": "user", "content": "\\udfff"}]}'  # no max_tokens: sized from the prompt
+    r = httpx.post(server.url + "/v1/chat/completions", content=surrogate, timeout=30)
+    assert r.status_code == 400 and "not valid Unicode" in r.json()["error"]["message"]
     r = httpx.get(server.url + "/v1/nothing", timeout=30)
     assert r.status_code == 404 and "error" in r.json()
     chunked = httpx.post(server.url + "/v1/completions", content=iter([b'{"prompt": "', b"y" * 70_000, b'"}']),

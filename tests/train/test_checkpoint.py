@@ -99,3 +99,22 @@ def test_truncated_checkpoint_is_reported(tmp_path):
         ckpt.load_checkpoint(path)
     with pytest.raises(CheckpointError, match="no such"):
         ckpt.resolve_resume(tmp_path / "nope")
+
+
+def test_a_failed_write_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    model, opt = _stepped(0)
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    osd = get_optimizer_state_dict(model, opt)
+    kwargs = dict(model_state=model.state_dict(), model_config=model.config, tokenizer=None, optimizer_state=osd,
+                  rng=[ckpt.capture_rng()], trainer_state={})
+    ckpt.save_checkpoint(tmp_path, 1, **kwargs)
+
+    def full_disk(*args, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_tensors", full_disk)
+    with pytest.raises(CheckpointError, match=r"checkpoint-2: could not be written \(No space left"):
+        ckpt.save_checkpoint(tmp_path, 2, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1"]  # no temporary folder left
+    assert ckpt.load_checkpoint(tmp_path).step == 1

@@ -168,3 +168,72 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert all(torch.isfinite(p).all() for p in model.parameters())
     records = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+
+
+def test_resume_without_more_steps_is_a_clear_error(causal_run, tmp_path, capsys):
+    before = tree_digest(causal_run.out_dir)
+    cfg = _yaml(tmp_path, TrainConfig.from_dict(run_config(causal_run.out_dir)).to_yaml())  # steps: 20, done
+    code, err = _cli(capsys, "--config", str(cfg), "--resume")
+    assert code == 2 and "already at step 20" in err and "raise steps" in err and len(err.splitlines()) == 1
+    assert tree_digest(causal_run.out_dir) == before
+
+
+def test_too_small_corpus_fails_before_writing_anything(tmp_path, capsys):
+    (tmp_path / "one.txt").write_text("a single short document about functions and values")
+    out = tmp_path / "o"
+    cfg = _yaml(tmp_path, f"model: tiny-causal\ndata: {{path: {tmp_path / 'one.txt'}, seq_len: 16, batch_size: 1}}\n"
+                          f"steps: 2\nout_dir: {out}\ntensorboard: false\n")
+    code, err = _cli(capsys, "--config", str(cfg))
+    assert code == 2 and "validation split yields no batch" in err and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing to clean up before the next try
+    code, _ = _cli(capsys, "--config", str(cfg), "--set", "data.validation_fraction=0")
+    assert code == 0
+    assert read_metrics(out, "eval") == {} and sorted(read_metrics(out)) == [1, 2]
+
+
+def _poison_fourth_loss(monkeypatch):
+    import unimask.models.base as base
+
+    calls = {"n": 0}
+    real = base.lm_loss
+
+    def poisoned(logits, labels):
+        calls["n"] += 1
+        mean, total, n = real(logits, labels)
+        if calls["n"] == 4:
+            total = total * float("nan")
+        return mean, total, n
+
+    monkeypatch.setattr(base, "lm_loss", poisoned)
+
+
+def test_overwrite_keeps_the_replaced_run_until_the_new_one_succeeds(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = run_config(out, steps=2, eval_every=0, save_every=1, data={"seq_len": 32, "batch_size": 2})
+    train(cfg)
+    (out / "notes.txt").write_text("mine")  # not unimask's: never moved or deleted
+    old = tree_digest(out)
+    _poison_fourth_loss(monkeypatch)
+    with pytest.raises(TrainingDiverged, match="replaced run is kept in") as info:
+        train({**cfg, "steps": 6, "overwrite": True})
+    kept = Path(str(info.value).rsplit("kept in ", 1)[1])
+    assert kept.parent == out and kept.name.startswith(".replaced-")
+    # the previous run, byte for byte, next to the failed run's own checkpoints
+    moved = {name: digest for name, digest in old.items() if name != "notes.txt"}
+    assert tree_digest(kept) == moved
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [p.name for p in sorted(out.glob("checkpoint-*"))] == ["checkpoint-2", "checkpoint-3"]  # the new run's
+    monkeypatch.undo()
+    result = train({**cfg, "overwrite": True})  # replaces the failed run; this time it succeeds
+    assert result.checkpoint == out / "checkpoint-2"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert list(out.glob(".replaced-*")) == [kept]  # what it replaced is deleted after success; the older one stays
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_out_dir_that_cannot_be_created_fails_first(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    cfg = _yaml(tmp_path, f"model: tiny-causal\nout_dir: {tmp_path / 'file' / 'run'}\n")
+    code, err = _cli(capsys, "--config", str(cfg))
+    assert code == 2 and "is a file" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "x"

@@ -116,28 +116,37 @@ def collect_attentions(model: UnimaskLM, input_ids: Tensor) -> dict[str, list[Te
     and its decoder the causal one, fed the same tokens (their weights differ).
     """
     from unimask.models import build_model
+    from unimask.models.attention import Attention
 
     config = model.config
+    was_training = model.training
+    backends = {m: m.backend for m in model.modules() if isinstance(m, Attention)}
     model.eval()
-    if config.arch == "encoder_decoder":
-        model.set_attention_backend("eager")
-        out = model(input_ids, decoder_input_ids=input_ids, return_attentions=True)
-        probs = out.attentions or []
-        n_enc = config.encoder_layers
-        return {"causal": [p.float() for p in probs[n_enc:]], "bidirectional": [p.float() for p in probs[:n_enc]]}
-    twin = model
-    if config.arch == "causal":
-        twin = build_model(config.replace(arch="prefix")).to(next(model.parameters()).device)
-        twin.load_state_dict(model.state_dict())
-        twin.eval()
-    twin.set_attention_backend("eager")
-    B, T = input_ids.shape
-    result = {}
-    for mode, prefix in (("causal", 0), ("bidirectional", T)):
-        lengths = torch.full((B,), prefix, dtype=torch.long, device=input_ids.device)
-        out = twin(input_ids, prefix_lengths=lengths, return_attentions=True)
-        result[mode] = [p.float() for p in (out.attentions or [])]
-    return result
+    try:
+        if config.arch == "encoder_decoder":
+            model.set_attention_backend("eager")
+            out = model(input_ids, decoder_input_ids=input_ids, return_attentions=True)
+            probs = out.attentions or []
+            n_enc = config.encoder_layers
+            return {"causal": [p.float() for p in probs[n_enc:]],
+                    "bidirectional": [p.float() for p in probs[:n_enc]]}
+        twin = model
+        if config.arch == "causal":
+            twin = build_model(config.replace(arch="prefix")).to(next(model.parameters()).device)
+            twin.load_state_dict(model.state_dict())
+            twin.eval()
+        twin.set_attention_backend("eager")
+        B, T = input_ids.shape
+        result = {}
+        for mode, prefix in (("causal", 0), ("bidirectional", T)):
+            lengths = torch.full((B,), prefix, dtype=torch.long, device=input_ids.device)
+            out = twin(input_ids, prefix_lengths=lengths, return_attentions=True)
+            result[mode] = [p.float() for p in (out.attentions or [])]
+        return result
+    finally:  # the caller's model keeps its backend and mode
+        for m, backend in backends.items():
+            m.backend = backend
+        model.train(was_training)
 
 
 def analyse(model: UnimaskLM, input_ids: Tensor, rtol: float | None = None) -> list[RankRow]:

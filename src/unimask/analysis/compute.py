@@ -76,12 +76,22 @@ class Setup:
         for name in ("seq_len", "batch_size", "bytes_per_param", "count"):
             if getattr(self, name) <= 0:
                 raise UnimaskError(f"'{name}' must be positive, got {getattr(self, name)}")
-        if not 0 < self.mfu <= 1:
+        if not 0 < self.mfu <= 1:  # also catches NaN
             raise UnimaskError(f"'mfu' must be in (0, 1], got {self.mfu}")
         if self.tokens is not None and self.tokens <= 0:
             raise UnimaskError(f"'tokens' must be positive, got {self.tokens}")
-        if self.pue < 1:
+        if not self.pue >= 1:  # also catches NaN
             raise UnimaskError(f"'pue' must be >= 1, got {self.pue}")
+        for name in ("peak_flops", "power_w"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UnimaskError(f"'{name}' must be positive, got {value}")
+        for name in ("price_per_hour", "grid_gco2_per_kwh"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UnimaskError(f"'{name}' must be >= 0, got {value}")
+        if self.target_len is not None and self.target_len <= 0:
+            raise UnimaskError(f"'target_len' must be positive, got {self.target_len}")
 
 
 # FLOPs ------------------------------------------------------------------------------------------------

@@ -106,19 +106,26 @@ def plot_estimate(est: Estimate, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     labels = [label for _, label in PARAM_PARTS]
     values = [getattr(est.params, key) for key, _ in PARAM_PARTS]
     bars = ax1.barh(labels, values, color="tab:blue")
-    for bar, v in zip(bars, values):
-        ax1.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {format_count(v)}", va="center", fontsize=8)
+    for bar, v, (key, _) in zip(bars, values, PARAM_PARTS):
+        text = " 0 (tied to the embedding)" if key == "output_head" and v == 0 else f" {format_count(v)}"
+        ax1.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
+    ax1.set_xlim(0, max(values) * 1.25 or 1)  # room for the value labels right of the longest bar
+    ax1.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_count(x)))  # no "1e9" offset text
     ax1.set_title(f"{est.name}: {format_count(est.params.total)} parameters", fontsize=10)
     ax1.set_xlabel("parameters")
     ax1.invert_yaxis()
     mem_keys = ("weights", "gradients", "adam_states", "master_weights", "activations", "activations_checkpointed")
     mem = [est.memory[k] / GIB for k in mem_keys]
-    ax2.barh([k.replace("_", " ") for k in mem_keys], mem, color="tab:orange")
+    bars = ax2.barh([k.replace("_", " ") for k in mem_keys], mem, color="tab:orange")
+    for bar, v in zip(bars, mem):
+        ax2.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {_gib(v * GIB)}", va="center", fontsize=8)
+    ax2.set_xlim(0, max(mem) * 1.3 or 1)
     ax2.set_xlabel("GiB (one model replica, one micro-batch)")
     ax2.set_title(f"training memory, {est.setup.bytes_per_param}-byte weights", fontsize=10)
     ax2.invert_yaxis()
@@ -129,4 +136,35 @@ def plot_estimate(est: Estimate, path: Path) -> Path:
     return path
 
 
-__all__ = ["describe", "plot_estimate", "render_table"]
+def plot_presets(rows: list[dict], path: Path) -> Path:
+    """A PNG of every preset's counted total against its published one: the relative gap (%) per preset,
+    with each preset's tolerance as a grey band; green within 0.5%, orange within a wider accepted gap (a
+    total published only as a rounded name), red beyond (``unimask params presets``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.24 * len(rows)))
+    y = list(range(len(rows)))
+    gaps = [100 * r["rel_error"] for r in rows]
+    colors = ["tab:green" if abs(r["rel_error"]) <= 0.005 else "tab:orange" if abs(r["rel_error"]) <= r["tolerance"]
+              else "tab:red" for r in rows]  # within 0.5% / within a wider accepted gap / beyond it
+    for i, r in enumerate(rows):
+        ax.fill_betweenx([i - 0.4, i + 0.4], -100 * r["tolerance"], 100 * r["tolerance"], color="0.9", lw=0)
+    ax.barh(y, gaps, color=colors, height=0.6)
+    ax.set_yticks(y, [f"{r['preset']}  ({format_count(r['count'])})" for r in rows], fontsize=8)
+    ax.axvline(0, color="black", lw=0.8)
+    limit = max(0.6, *(abs(g) for g in gaps), *(100 * r["tolerance"] for r in rows)) * 1.1
+    ax.set_xlim(-limit, limit)
+    ax.invert_yaxis()
+    ax.set_xlabel("counted - published, % of published (grey: accepted gap)")
+    ax.set_title("parameter counts from the architecture vs published totals", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["describe", "plot_estimate", "plot_presets", "render_table"]

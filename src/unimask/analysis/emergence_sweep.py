@@ -35,6 +35,8 @@ from unimask.errors import UnimaskError
 from unimask.models import build_model
 from unimask.models.base import UnimaskLM
 
+MAX_DIGITS = 18  # 10 ** 18 < 2 ** 63: operands fit numpy's int64 sampler
+
 
 class CharTokenizer:
     """One token per character of a fixed alphabet, plus ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2."""
@@ -84,6 +86,13 @@ class SweepConfig:
         for name in ("n_layers", "digits", "train_examples", "test_examples", "steps", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UnimaskError(f"sweep '{name}' must be positive, got {getattr(self, name)}")
+        if self.digits > MAX_DIGITS:
+            raise UnimaskError(f"sweep 'digits' must be at most {MAX_DIGITS} (operands are drawn as 64-bit "
+                               f"integers), got {self.digits}")
+        if not 0 < self.lr < math.inf:
+            raise UnimaskError(f"sweep 'lr' must be positive, got {self.lr}")
+        if self.warmup < 0:
+            raise UnimaskError(f"sweep 'warmup' must be >= 0, got {self.warmup}")
 
 
 @dataclass

@@ -48,8 +48,9 @@ def plot_rank(attentions: dict[str, list[Tensor]], rows: list[RankRow], path: Pa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
 
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.8))
     ax = axes[0]
     for mode in attentions:
         sel = [r for r in rows if r.mode == mode]
@@ -68,8 +69,10 @@ def plot_rank(attentions: dict[str, list[Tensor]], rows: list[RankRow], path: Pa
     ax.set_xticks(sorted({r.layer for r in rows}))
     ax.set_xlabel("layer")
     ax.set_ylabel(f"rank (T = {size})")
-    ax.set_title("effective rank (band: min-max over heads)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, size * 1.05)
+    ax.set_title("effective (solid) and numerical (dashed) rank;\nband: effective rank min-max over heads",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: never on the data
     ax = axes[1]
     for mode, layers in attentions.items():
         for i in sorted({0, len(layers) - 1}):
@@ -80,14 +83,16 @@ def plot_rank(attentions: dict[str, list[Tensor]], rows: list[RankRow], path: Pa
     ax.set_xlabel("index")
     ax.set_ylabel("sigma_i / sigma_1 (mean over heads)")
     ax.set_title("singular value spectra", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     for ax, mode in zip(axes[2:], attentions):
         mat = attentions[mode][0][0, 0]
-        im = ax.imshow(mat.numpy(), cmap="viridis")
+        # square-root colour scale: a causal matrix's first row (one weight of 1.0) would otherwise make
+        # every other entry look black
+        im = ax.imshow(mat.numpy(), cmap="viridis", norm=PowerNorm(0.5, vmin=0.0))
         ax.set_title(f"{mode}: layer 0, head 0", fontsize=9)
         ax.set_xlabel("key")
         ax.set_ylabel("query")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="probability (sqrt scale)")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

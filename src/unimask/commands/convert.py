@@ -79,9 +79,11 @@ def _to_hf(src: Path, out: Path, model_type: str | None, as_causal: bool, max_sh
     from unimask.checkpoint import find_model_dir, load_model
     from unimask.errors import ConfigError
     from unimask.interop import export_hf, to_hf
+    from unimask.interop.common import refuse_hf_dir
 
-    model = load_model(src)
     src = find_model_dir(src)  # a training checkpoint or run directory: its model/ holds model and tokenizer
+    refuse_hf_dir(src)
+    model = load_model(src)
     if model_type is None and (src / "hf_config.json").is_file():  # written by --from-hf
         try:
             original = json.loads((src / "hf_config.json").read_text(encoding="utf-8")).get("model_type")

@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
     from unimask import build_model, load_model, preset
     from unimask.analysis.mask_plots import mask_text, plot_masks
+    from unimask.data.cache import ensure_dir
 
-    out = Path(args.out)
+    out = ensure_dir(Path(args.out), "--out folder")
     print("== The three families differ first of all in their attention mask ==\n")
     print(mask_text(4, 3))
     figure = plot_masks(4, 3, out / "masks.png")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from unimask.errors import UnimaskError
+
+MAX_POINTS = 10_000  # model sizes on the analytic grid (each is a CSV row and a plotted point)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -59,12 +62,15 @@ def run_analytic(args: argparse.Namespace) -> int:
 
     from unimask.analysis import emergence as em
 
-    if not 0 < args.n_min < args.n_max or args.points < 2:
-        raise UnimaskError("need 0 < --n-min < --n-max and --points >= 2")
-    if not (0 <= args.p_before <= 1 and 0 <= args.p_after <= 1) or args.k < 1:
-        raise UnimaskError("--p-before/--p-after must be in [0, 1] and --k >= 1")
+    if not 0 < args.n_min < args.n_max < math.inf or not 2 <= args.points <= MAX_POINTS:
+        raise UnimaskError(f"need 0 < --n-min < --n-max (finite) and 2 <= --points <= {MAX_POINTS}")
+    if not (0 <= args.p_before <= 1 and 0 <= args.p_after <= 1) or not 1 <= args.k <= 100:
+        raise UnimaskError("--p-before/--p-after must be in [0, 1] and --k in 1..100")
     n_c = em.DEFAULT_N_C if args.n_c is None else args.n_c
     alpha = em.DEFAULT_ALPHA if args.alpha is None else args.alpha
+    if not (0 < n_c < math.inf and 0 < alpha < math.inf):
+        raise UnimaskError(f"--n-c and --alpha must be positive and finite (CE(N) = (N_c/N)^alpha), got "
+                           f"{n_c:g} and {alpha:g}")
     sizes = np.logspace(np.log10(args.n_min), np.log10(args.n_max), args.points)
     rows = em.analytic_rows(sizes, args.lengths, n_c, alpha)
     example = em.composite_example(args.p_before, args.p_after, args.k)

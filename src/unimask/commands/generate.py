@@ -47,19 +47,30 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     """The prompts named by ``--prompt`` and ``--prompt-file``, in order."""
     prompts: list[str] = []
     for p in args.prompt:
-        prompts.append(sys.stdin.read().rstrip("\n") if p == "-" else p)
+        prompts.append(_read_stdin("--prompt -").rstrip("\n") if p == "-" else p)
     if args.prompt_file:
         if args.prompt_file == "-":
-            text = sys.stdin.read()
+            text = _read_stdin("--prompt-file -")
         else:
             path = Path(args.prompt_file)
             if not path.is_file():
                 raise UnimaskError(f"--prompt-file {path}: no such file")
-            text = path.read_text(encoding="utf-8")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise UnimaskError(f"--prompt-file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+                                   ) from None
         prompts += [line for line in text.splitlines() if line.strip()]
     if not prompts:
         raise UnimaskError("no prompt: give --prompt TEXT, --prompt - (stdin) or --prompt-file PATH")
     return prompts
+
+
+def _read_stdin(what: str) -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise UnimaskError(f"{what}: standard input is not UTF-8 text (byte {exc.start})") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,13 +18,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from unimask.analysis.mask_plots import mask_text, plot_masks
+    from unimask.data.cache import check_writable
 
     if args.source_len <= 0 or args.target_len <= 0:
         raise UnimaskError("--source-len and --target-len must be positive")
     if args.source_len + args.target_len > 64:
         raise UnimaskError("--source-len + --target-len must be at most 64 to stay readable")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.is_dir():
+            out = out / "masks.png"
+        elif out.suffix.lower() != ".png":
+            raise UnimaskError(f"--out {out}: give a .png file name (or '' for no figure)")
+        check_writable(out.parent, "folder of --out")
     print(mask_text(args.source_len, args.target_len))
-    if args.out:
-        path = plot_masks(args.source_len, args.target_len, Path(args.out))
+    if out is not None:
+        try:
+            path = plot_masks(args.source_len, args.target_len, out)
+        except OSError as exc:
+            raise UnimaskError(f"{out}: cannot write the figure ({exc.strerror or exc}); choose another --out") \
+                from None
         print(f"wrote {path}")
     return 0

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from unimask.config import ModelConfig
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
@@ -30,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("params", help="parameters, FLOPs, memory, time, cost, energy and CO2 of an architecture",
                        description="Counts from the architecture alone (no stored counts). MODEL is a preset "
-                                   "name, a config.json or a checkpoint directory; 'presets' compares every "
-                                   "preset with its published total.")
-    p.add_argument("model", help="preset name, config.json, checkpoint directory, or 'presets'")
+                                   "name, a unimask or Hugging Face config.json, or a checkpoint, run or Hugging "
+                                   "Face model directory; 'presets' compares every preset with its published "
+                                   "total.")
+    p.add_argument("model", help="preset name, config.json (unimask or Hugging Face), checkpoint/run/HF "
+                                 "directory, or 'presets'")
     p.add_argument("--tokens", type=parse_amount, default=None,
                    help="training tokens, e.g. 300B (default: 20 per parameter, Hoffmann et al. 2022)")
     p.add_argument("--seq-len", type=int, default=None, help="sequence (encoder: source) length (default: "
@@ -54,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _compare_presets(args: argparse.Namespace) -> int:
+    from unimask.analysis.cost_report import plot_presets
     from unimask.analysis.params import count_parameters, format_count
     from unimask.analysis.published import NOMINAL, PUBLISHED
     from unimask.config import preset
@@ -75,21 +82,46 @@ def _compare_presets(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "presets.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        png = plot_presets(rows, out / "presets.png")
         if not args.json:
-            print(f"wrote {out / 'presets.json'}")
+            print(f"wrote {out / 'presets.json'} and {png}")
     return 0
+
+
+def _resolve(spec: str) -> tuple[ModelConfig, str]:
+    """(config, display name) of a preset, a unimask or Hugging Face config.json, or a checkpoint or run
+    directory (its latest ``checkpoint-N/model``)."""
+    from unimask.checkpoint import find_model_dir
+    from unimask.config import PRESETS, resolve_model_config
+    from unimask.errors import ConfigError
+
+    path = Path(spec)
+    if spec in PRESETS or not path.exists():
+        return resolve_model_config(spec), spec
+    file = find_model_dir(path) / "config.json" if path.is_dir() else path
+    where = path.resolve() if path.is_dir() else file.resolve().parent if file.name == "config.json" else None
+    name = file.stem if where is None else where.parent.name if where.name == "model" else where.name
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if isinstance(data, dict) and "model_type" in data and "arch" not in data:  # a Hugging Face config.json
+        from unimask.interop import config_from_hf_config
+
+        return config_from_hf_config(data, str(file)), name
+    if not file.is_file():
+        raise ConfigError(f"{spec}: no config.json there; give a preset, a config.json or a checkpoint directory")
+    return resolve_model_config(file), name
 
 
 def run(args: argparse.Namespace) -> int:
     from unimask.analysis.compute import Setup, estimate
     from unimask.analysis.cost_report import plot_estimate, render_table
-    from unimask.config import resolve_model_config
 
     if args.model == "presets":
         return _compare_presets(args)
-    config = resolve_model_config(args.model)
-    name = Path(args.model).name if ("/" in args.model or args.model.endswith(".json")) else args.model
-    seq_len = args.seq_len or min(config.max_seq_len, 2048)
+    config, name = _resolve(args.model)
+    seq_len = args.seq_len if args.seq_len is not None else min(config.max_seq_len, 2048)
     setup = Setup(tokens=args.tokens, seq_len=seq_len, target_len=args.target_len, batch_size=args.batch_size,
                   bytes_per_param=DTYPE_BYTES[args.dtype], accelerator=args.accelerator, count=args.count,
                   mfu=args.mfu, peak_flops=args.peak_flops, power_w=args.power_w,

@@ -10,6 +10,8 @@ import torch
 
 from unimask.errors import UnimaskError
 
+MAX_SEQ_LEN = 1024  # T; the SVDs of B x heads x layers x 2 matrices of T x T dominate the run time
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rank", help="numerical/effective rank and log-det of causal vs bidirectional attention",
@@ -32,9 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _inputs(args: argparse.Namespace, vocab: int) -> torch.Tensor:
 
     if args.text is not None:
+        from unimask.checkpoint import find_model_dir
         from unimask.data.tokenizer import Tokenizer, default_tokenizer
 
-        tok_path = Path(args.model) / "tokenizer.json" if args.model else None
+        tok_path = find_model_dir(args.model) / "tokenizer.json" if args.model else None
         tok = Tokenizer.load(tok_path) if tok_path is not None and tok_path.is_file() else default_tokenizer()
         ids = tok.encode(args.text)[: args.seq_len]
         if len(ids) < 2:
@@ -57,8 +60,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seq_len < 2 or args.batch < 1:
         raise UnimaskError("--seq-len must be >= 2 and --batch >= 1")
+    if args.seq_len > MAX_SEQ_LEN:
+        raise UnimaskError(f"--seq-len {args.seq_len} is over {MAX_SEQ_LEN}: every matrix gets a full SVD "
+                           "(cubic in T); analyse shorter sequences")
     torch.manual_seed(args.seed)
     if args.model:
+        from unimask.checkpoint import find_model_dir
+        from unimask.interop.common import refuse_hf_dir
+
+        refuse_hf_dir(find_model_dir(args.model))
         model = load_model(args.model)
         source = args.model
     else:
@@ -66,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(preset(name))
         source = f"{name} (random init, seed {args.seed})"
     config = model.config
-    if config.position == "learned" and args.seq_len > config.max_seq_len:
-        raise UnimaskError(f"--seq-len {args.seq_len} exceeds the model's max_seq_len {config.max_seq_len}")
+    if args.seq_len > config.max_seq_len:
+        raise UnimaskError(f"--seq-len {args.seq_len} exceeds the model's context (max_seq_len "
+                           f"{config.max_seq_len})")
     input_ids = _inputs(args, config.vocab_size)
     attentions = collect_attentions(model, input_ids)
     rows = [row for mode, layers in attentions.items() for i, p in enumerate(layers)

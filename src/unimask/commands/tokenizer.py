@@ -26,21 +26,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from unimask.data.cache import check_writable
     from unimask.data.corpus import ReadStats, iter_documents
-    from unimask.data.tokenizer import tokenizer_summary, train_tokenizer
+    from unimask.data.tokenizer import BASE_SPECIALS, N_SENTINELS, tokenizer_summary, train_tokenizer
 
     out = Path(args.out)
     if (out / "tokenizer.json").exists() and not args.overwrite:
         raise UnimaskError(f"{out / 'tokenizer.json'} already exists; choose another --out or pass --overwrite")
     if out.exists() and not out.is_dir():
         raise UnimaskError(f"{out}: exists and is not a directory; choose another --out")
+    floor = len(BASE_SPECIALS) + 256 + N_SENTINELS
+    if args.vocab_size < floor:  # before reading a possibly large corpus
+        raise UnimaskError(f"--vocab-size {args.vocab_size} is too small: byte-level BPE with unimask's special "
+                           f"tokens needs at least {floor}")
+    check_writable(out, "--out directory")
     stats = ReadStats()
     source = None if args.input == "builtin" else args.input
     docs = list(iter_documents(source, args.text_field, skip_bad=args.skip_bad, stats=stats))
     if not docs:
         raise UnimaskError(f"{args.input}: the corpus is empty (no non-blank text); give it some text")
     tok = train_tokenizer(docs, args.vocab_size)
-    path = tok.save(out)
+    try:
+        path = tok.save(out)
+    except OSError as exc:
+        raise UnimaskError(f"{out}: cannot write tokenizer.json there ({exc.strerror}); choose another --out") \
+            from None
     print(f"trained on {stats.documents} documents from {stats.files} file(s)"
           + (f", skipped {len(stats.skipped)} bad file(s)" if stats.skipped else ""))
     print(tokenizer_summary(tok))

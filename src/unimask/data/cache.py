@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from unimask.errors import UnimaskError
+
 
 def cache_dir() -> Path:
     """The cache directory (created on first use)."""
@@ -33,3 +35,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+
+def check_writable(path: str | Path, what: str = "output directory") -> None:
+    """Raise a one-line ``UnimaskError`` unless directory ``path`` exists writable or could be created (its
+    nearest existing ancestor is a writable directory). Creates nothing."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UnimaskError(f"{path}: cannot create the {what}: {probe} is a file; choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UnimaskError(f"{path}: cannot create the {what}: {probe} is not writable; choose another path")
+
+
+def ensure_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Create directory ``path`` (and its parents); a path that cannot be created is a one-line ``UnimaskError``
+    (permission denied, a file in the way, a read-only or full disk) instead of an ``OSError``."""
+    path = Path(path)
+    check_writable(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UnimaskError(f"{path}: cannot create the {what} ({reason}); choose another path") from None
+    return path

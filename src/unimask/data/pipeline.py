@@ -46,6 +46,9 @@ class DataConfig(_Validated):
     encoder-decoder (``None`` = ``seq_len``); ``pack``: several examples per row.
     """
 
+    _where = "data"
+    _field_prefix = "data."
+
     path: str | None = None
     text_field: str = "text"
     tokenizer: str | None = None

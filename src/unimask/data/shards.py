@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from unimask.data.cache import ensure_dir
 from unimask.data.corpus import ReadStats, iter_documents
 from unimask.data.tokenizer import Tokenizer
 from unimask.errors import DataError
@@ -79,11 +80,20 @@ class _ShardWriter:
         return self.shards
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, source: str | Path | None) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out}: directory is not empty; choose another --out or pass --overwrite")
+    if source is not None and str(source) != "builtin":
+        src, dst = Path(source).resolve(), out.resolve()
+        if src == dst or dst in src.parents:
+            raise DataError(f"{out}: holds the corpus {source} itself; write the prepared data somewhere else")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"{out}: directory is not empty; choose another --out or pass --overwrite")
+        if not is_prepared(out):
+            # --overwrite replaces earlier prepared data, never a folder of other files
+            raise DataError(f"{out}: not empty and not prepared data (no index.json); --overwrite only replaces "
+                            "a directory written by `unimask data prepare`; choose another --out")
 
 
 def prepare(source: str | Path | None, out: str | Path, tokenizer: Tokenizer, *, text_field: str = "text",
@@ -96,9 +106,12 @@ def prepare(source: str | Path | None, out: str | Path, tokenizer: Tokenizer, *,
     from tqdm.auto import tqdm
 
     out = Path(out)
-    _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    _check_out(out, overwrite, source)
+    ensure_dir(out.parent, "folder of --out")
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    except OSError as exc:
+        raise DataError(f"{out.parent}: cannot write there ({exc.strerror}); choose another --out") from None
     try:
         stats = ReadStats()
         writer = _ShardWriter(tmp, _dtype_for(tokenizer.vocab_size), shard_tokens)
@@ -179,14 +192,24 @@ class TokenStore:
             self.index = json.loads(index_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             raise DataError(f"{index_path}: missing or unreadable; run `unimask data prepare` again") from None
-        if self.index.get("format") != FORMAT:
+        if not isinstance(self.index, dict) or self.index.get("format") != FORMAT:
             raise DataError(f"{index_path}: not a unimask prepared-data index")
-        dtype = np.dtype(self.index["dtype"])
+        try:
+            dtype = np.dtype(self.index["dtype"])
+            shards = list(self.index["shards"])
+            if not shards:
+                raise ValueError("no shards")
+            for shard in shards:
+                if not isinstance(shard, dict) or not all(isinstance(shard.get(k), str) for k in ("file", "offsets")):
+                    raise ValueError(f"shard entry {shard!r} lacks 'file' or 'offsets'")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{index_path}: damaged index ({type(exc).__name__}: {exc}); run `unimask data prepare` "
+                            "again") from None
         self._tokens: list[np.ndarray] = []
         starts, lengths, shard_of = [], [], []
-        for k, shard in enumerate(self.index["shards"]):
+        for k, shard in enumerate(shards):
             bin_path = self.root / shard["file"]
-            offsets = np.load(self.root / shard["offsets"])
+            offsets = self._offsets(self.root / shard["offsets"])
             expected = int(offsets[-1]) * dtype.itemsize
             if not bin_path.is_file() or bin_path.stat().st_size != expected:
                 raise DataError(f"{bin_path}: missing or truncated (expected {expected} bytes); "
@@ -198,6 +221,19 @@ class TokenStore:
         self.doc_start = np.concatenate(starts).astype(np.int64)  # (n_docs,)
         self.doc_len = np.concatenate(lengths).astype(np.int64)  # (n_docs,)
         self.doc_shard = np.concatenate(shard_of)  # (n_docs,)
+
+    @staticmethod
+    def _offsets(path: Path) -> np.ndarray:
+        """A shard's document offsets ``(n_docs + 1,)``, checked (never unpickled)."""
+        try:
+            offsets = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: missing or unreadable ({type(exc).__name__}); "
+                            "run `unimask data prepare` again") from None
+        if offsets.ndim != 1 or len(offsets) == 0 or offsets.dtype.kind not in "iu" or offsets[0] != 0 \
+                or (np.diff(offsets) < 0).any():
+            raise DataError(f"{path}: not a list of document offsets; run `unimask data prepare` again")
+        return offsets
 
     @property
     def n_docs(self) -> int:

@@ -75,10 +75,12 @@ def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attentio
     """Yield one ``Step`` per new token until every row has produced EOS or ``max_new_tokens``.
 
     Decoder-only prompts are left-padded; encoder-decoder sources are right-padded. ``mask_position (B,)``
-    (GLM 2D positions only) asks for GLM blank infilling (Du et al. 2022, section 2.2): the last prompt token
-    is ``<|startofpiece|>``, the first token of Part B, so it is causal and takes position ``mask_position``
-    with block position 1; generated tokens take ``mask_position`` and block positions 2, 3, ... Without it,
-    generated tokens take the last prompt position and block positions 1, 2, ...
+    asks for GLM blank infilling (Du et al. 2022, section 2.2), laid out as the GLM objective lays out
+    Part B in training (``objectives.glm``, ``objectives.layout``): the last prompt token is
+    ``<|startofpiece|>``, the first token of Part B, so it is causal and takes position ``mask_position``, as
+    does every generated token; with GLM 2D positions their block positions are 1, 2, 3, ... Without it,
+    generated tokens continue the prompt's positions (GLM 2D: keep the last prompt position, block
+    positions 1, 2, ...).
     """
     for key in kwargs:
         if not hasattr(GenerationConfig, key):
@@ -130,16 +132,21 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     is_prefix = mask.bool() if mc.arch == "prefix" else None
     glm = mc.position == "glm2d"
+    infill = mask_position is not None  # Part B at the blank's position, as the GLM objective trains it
     block = torch.zeros_like(positions) if glm else None
-    gen_pos = positions[:, -1] if mask_position is None else mask_position.to(ids.device)
+    gen_pos = positions[:, -1] if not infill else mask_position.to(ids.device)  # type: ignore[union-attr]
     first_block = 1
-    if glm and mask_position is not None:  # the last prompt token is <|startofpiece|>: Part B, not prefix
-        positions, block = positions.clone(), block.clone()  # type: ignore[union-attr]
-        positions[:, -1], block[:, -1] = gen_pos, 1
+    if infill:  # the last prompt token is <|startofpiece|>: Part B, not prefix
+        positions = positions.clone()
+        positions[:, -1] = gen_pos
+        if block is not None:
+            block = block.clone()
+            block[:, -1] = 1
         if is_prefix is not None:
             is_prefix = is_prefix.clone()
             is_prefix[:, -1] = False
         first_block = 2
+    fixed_pos = glm or infill  # generated tokens keep one position (GLM 2D: the block position counts)
     if P + cfg.max_new_tokens > mc.max_seq_len and mc.position == "learned":
         raise ValueError(f"prompt ({P}) + max_new_tokens ({cfg.max_new_tokens}) exceeds max_seq_len {mc.max_seq_len}")
     if cfg.use_cache:
@@ -151,8 +158,9 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
         while True:
             token = yield out.logits[:, -1].float()
             step += 1
-            if glm:
-                pos, blk = gen_pos[:, None], torch.full_like(gen_pos[:, None], step + first_block - 1)
+            if fixed_pos:
+                pos = gen_pos[:, None]
+                blk = torch.full_like(gen_pos[:, None], step + first_block - 1) if glm else None
             else:
                 last_pos = last_pos + 1
                 pos, blk = last_pos[:, None], None
@@ -169,9 +177,10 @@ def _decoder_steps(model, ids: Tensor, mask: Tensor, cfg: GenerationConfig,
             m = torch.cat([m, torch.ones_like(token[:, None])], 1)
             if flags is not None:
                 flags = torch.cat([flags, torch.zeros_like(token[:, None], dtype=torch.bool)], 1)
-            if glm:
+            if fixed_pos:
                 pos_all = torch.cat([pos_all, gen_pos[:, None]], 1)
-                blk_all = torch.cat([blk_all, torch.full_like(gen_pos[:, None], step + first_block - 1)], 1)
+                if glm:
+                    blk_all = torch.cat([blk_all, torch.full_like(gen_pos[:, None], step + first_block - 1)], 1)
             else:
                 pos_all = torch.cat([pos_all, pos_all[:, -1:] + 1], 1)
 

@@ -35,6 +35,7 @@ from unimask.interop.common import (
     import_state,
     read_hf_dir,
     staged_directory,
+    write_tokenizer_config,
     write_weights,
 )
 from unimask.models import build_model
@@ -55,6 +56,9 @@ def supported() -> str:
 
 def _family(hf: dict[str, Any], where: str) -> ModuleType:
     model_type = hf.get("model_type")
+    if model_type is None and "arch" in hf:
+        raise ConfigError(f"{where}: a unimask checkpoint, not a Hugging Face model directory; to write it as "
+                          f"one, run: unimask convert --to-hf {where} --out DIR")
     if model_type not in FAMILIES:
         raise ConfigError(f"{where}: model_type {model_type!r} is not supported; supported: {supported()}")
     return FAMILIES[model_type]
@@ -106,6 +110,22 @@ def from_hf(source: str | Path | Any, *, dtype: torch.dtype | str = torch.float3
     if dtype == "auto":
         dtype = state["embed.weight"].dtype
     return model.to(dtype=dtype).eval()  # type: ignore[arg-type]
+
+
+def config_from_hf_config(hf: dict[str, Any], where: str = "config.json") -> ModelConfig:
+    """The unimask ``ModelConfig`` of a Hugging Face ``config.json`` alone (no weights: e.g. to count a
+    model's parameters). The head counts as tied when the config says so (for T5: ``tie_word_embeddings``,
+    true for v1.0 and false for v1.1 / Flan-T5 checkpoints)."""
+    family = _family(hf, where)
+    tied = bool(hf.get("tie_word_embeddings", True)) if family is t5 else family.hf_ties(hf)
+    try:
+        return family.config_from_hf(hf, tied, where)
+    except KeyError as exc:
+        raise ConfigError(f"{where}: lacks the field '{exc.args[0]}'") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, UnimaskError):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _convert(model: UnimaskLM, model_type: str, as_causal: bool) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -164,8 +184,9 @@ def to_hf(model: UnimaskLM, directory: str | Path, *, model_type: str | None = N
         write_weights(tensors, tmp, max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         copy_side_files(tokenizer_dir, tmp)
+        write_tokenizer_config(tmp, model.config)
     log.info("wrote %s as a Hugging Face '%s' checkpoint", directory, chosen)
     return Path(directory)
 
 
-__all__ = ["FAMILIES", "export_hf", "from_hf", "supported", "to_hf"]
+__all__ = ["FAMILIES", "config_from_hf_config", "export_hf", "from_hf", "supported", "to_hf"]

@@ -268,6 +268,18 @@ def read_hf_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     return config, read_tensors(path)
 
 
+def refuse_hf_dir(path: str | Path) -> None:
+    """Raise ``CheckpointError`` with the command to run when ``path`` is a Hugging Face model directory (its
+    ``config.json`` has ``model_type`` and no unimask ``arch``) handed to something that wants a unimask one."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # missing or unreadable: the unimask loader says what is wrong
+    if isinstance(config, dict) and "model_type" in config and "arch" not in config:
+        raise CheckpointError(f"{path}: a Hugging Face '{config['model_type']}' model directory, not a unimask "
+                              f"checkpoint; convert it first: unimask convert --from-hf {path} --out DIR")
+
+
 def write_weights(tensors: Mapping[str, Tensor], directory: Path, max_shard_bytes: int) -> list[Path]:
     """Write ``model.safetensors``, or shards plus ``model.safetensors.index.json`` when over the limit."""
     sizes = {k: v.numel() * v.element_size() for k, v in tensors.items()}
@@ -308,6 +320,35 @@ def copy_side_files(source: str | Path | None, directory: Path) -> list[str]:
     return copied
 
 
+def write_tokenizer_config(directory: Path, config: ModelConfig) -> list[str]:
+    """Write ``tokenizer_config.json`` and ``special_tokens_map.json`` for a ``tokenizer.json`` that came
+    without them (a tokenizer trained by unimask), naming the model's BOS/EOS/PAD tokens, so that
+    transformers' ``AutoTokenizer`` knows them. Nothing is written when there is no ``tokenizer.json`` or a
+    ``tokenizer_config.json`` already exists; returns the names written."""
+    if not (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").exists():
+        return []
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    except Exception:  # the Rust side raises plain Exception; the copied files stay valid without ours
+        return []
+    special = {}
+    for role, token_id in (("bos_token", config.bos_token_id), ("eos_token", config.eos_token_id),
+                           ("pad_token", config.pad_token_id)):
+        token = tokenizer.id_to_token(token_id) if token_id is not None else None
+        if token is not None:
+            special[role] = token
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": config.max_seq_len,
+                "clean_up_tokenization_spaces": False, **special}
+    written = []
+    for name, data in (("tokenizer_config.json", settings), ("special_tokens_map.json", special)):
+        if not (directory / name).exists():
+            (directory / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            written.append(name)
+    return written
+
+
 @contextlib.contextmanager
 def staged_directory(out: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary directory next to ``out``; rename it to ``out`` only if the block succeeds.
@@ -317,11 +358,15 @@ def staged_directory(out: str | Path) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{out}: exists and is not empty; choose a new output directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise CheckpointError(f"{out}: cannot create the output directory ({exc.strerror}); choose another "
+                              "--out") from None
     try:
         yield tmp
         if out.exists():
@@ -343,6 +388,8 @@ __all__ = [
     "export_state",
     "import_state",
     "read_hf_dir",
+    "refuse_hf_dir",
     "staged_directory",
+    "write_tokenizer_config",
     "write_weights",
 ]

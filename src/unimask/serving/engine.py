@@ -22,6 +22,8 @@ from unimask.generation.decode import GenerationConfig, generate_stream
 from unimask.generation.text import Infilled, TextStream, glm_infill, has_glm_blank, has_sentinel, t5_infill
 from unimask.serving.chat import CHAT_STOP, render_chat
 
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+
 
 class RequestError(UnimaskError):
     """A request the model cannot serve (too long for the context, bad parameter); ``code`` names it."""
@@ -52,6 +54,8 @@ class SamplingParams:
             (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
             (self.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
         ]
+        if self.seed is not None:
+            checks.append((SEED_RANGE[0] <= self.seed <= SEED_RANGE[1], "seed", "must fit in 64 bits"))
         for ok, name, what in checks:
             if not ok:
                 raise RequestError(f"{name} {what}, got {getattr(self, name)}", param=name)
@@ -112,9 +116,12 @@ class LoadedModel:
         """Load ``directory`` (config.json, model.safetensors, tokenizer.json)."""
         from unimask.checkpoint import find_model_dir, load_model
         from unimask.data.tokenizer import Tokenizer
+        from unimask.interop.common import refuse_hf_dir
 
+        given = Path(directory)
         directory = find_model_dir(directory)
-        model = load_model(directory, device=device, dtype=dtype)
+        refuse_hf_dir(directory)
+        model = load_model(directory, device=check_device(device), dtype=dtype)
         if not (directory / "tokenizer.json").is_file():
             raise UnimaskError(f"{directory}: no tokenizer.json next to the model; copy the tokenizer used in "
                                "training there (`unimask tokenizer train` writes one)")
@@ -122,8 +129,8 @@ class LoadedModel:
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UnimaskError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                                f"{model.config.vocab_size}; they do not belong together")
-        if name is None:  # a training checkpoint's model lives in checkpoint-<step>/model
-            where = directory.resolve()
+        if name is None:  # the directory the user named (a run, a checkpoint-<step>, or its model/)
+            where = given.resolve()
             name = where.parent.name if where.name == "model" and where.parent.name else where.name
         return cls(model, tokenizer, name, add_bos=add_bos, append_eos=append_eos)
 
@@ -140,7 +147,7 @@ class LoadedModel:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of a prompt (never empty: an empty prompt becomes BOS, or EOS for an encoder)."""
         tok = self.tokenizer
-        ids = tok.encode(prompt)
+        ids = tok.encode(valid_text(prompt))
         if self.is_encoder_decoder:
             ids = ids + [tok.eos_id] if self.append_eos else ids
         elif self.add_bos:
@@ -285,6 +292,7 @@ class LoadedModel:
         """Fill the blanks of ``text`` (``[MASK]``/``[gMASK]`` for a prefix decoder, ``<extra_id_N>`` for an
         encoder-decoder); stop strings do not apply."""
         cfg = (params or SamplingParams()).generation_config(None)
+        valid_text(text)
         if self.model.config.arch == "causal":
             raise RequestError("infilling needs a prefix decoder ([MASK], [gMASK]) or an encoder-decoder "
                                "(<extra_id_N>); this model is a causal decoder", param="prompt")
@@ -294,4 +302,25 @@ class LoadedModel:
             return glm_infill(self.model, self.tokenizer, text, cfg)
 
 
-__all__ = ["Chunk", "Completion", "LoadedModel", "RequestError", "SamplingParams"]
+def valid_text(text: str, param: str = "prompt") -> str:
+    """``text`` itself, or ``RequestError`` when it cannot be encoded as UTF-8 (an unpaired surrogate, e.g.
+    from undecodable bytes on a command line), which the tokenizer would choke on."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(f"the {param} is not valid Unicode text (character {exc.start} is an unpaired "
+                           "surrogate); send UTF-8 text", param=param) from None
+    return text
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can put a tensor there, else ``UnimaskError`` in one line (not a CUDA traceback)."""
+    try:
+        torch.empty(1, device=torch.device(device))
+    except (RuntimeError, TypeError, AssertionError) as exc:  # no CUDA build / no GPU / bad name or ordinal
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UnimaskError(f"--device {device!r} cannot be used here ({reason}); use --device cpu") from None
+    return device
+
+
+__all__ = ["Chunk", "Completion", "LoadedModel", "RequestError", "SamplingParams", "check_device", "valid_text"]

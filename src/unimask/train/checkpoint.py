@@ -182,24 +182,32 @@ def save_checkpoint(out_dir: str | Path, step: int, *, model_state: dict[str, Te
     if final.exists():
         raise CheckpointError(f"{final} already exists; it is never overwritten (use another out_dir)")
     tmp = out / f".tmp-checkpoint-{step}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model_dir = tmp / MODEL_DIR
-    model_dir.mkdir(parents=True)
-    weights = dict(model_state)
-    if model_config.tie_embeddings:
-        weights.pop("lm_head.weight", None)
-    save_tensors(weights, model_dir / "model.safetensors", metadata={"format": "pt", "library": "unimask"})
-    (model_dir / CONFIG).write_text(model_config.to_json() + "\n", encoding="utf-8")
-    if tokenizer is not None:
-        tokenizer.save(model_dir)
-    tensors, doc = optimizer_to_files(optimizer_state)
-    save_tensors(tensors, tmp / OPTIM_TENSORS)
-    _write_json(tmp / OPTIM_JSON, doc)
-    rng_tensors, rng_rest = _rng_to_files(rng)
-    save_tensors(rng_tensors, tmp / RNG)
-    _write_json(tmp / STATE, {**trainer_state, "format": FORMAT, "step": step, "rng": rng_rest})
-    os.replace(tmp, final)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model_dir = tmp / MODEL_DIR
+        model_dir.mkdir(parents=True)
+        weights = dict(model_state)
+        if model_config.tie_embeddings:
+            weights.pop("lm_head.weight", None)
+        save_tensors(weights, model_dir / "model.safetensors", metadata={"format": "pt", "library": "unimask"})
+        (model_dir / CONFIG).write_text(model_config.to_json() + "\n", encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save(model_dir)
+        tensors, doc = optimizer_to_files(optimizer_state)
+        save_tensors(tensors, tmp / OPTIM_TENSORS)
+        _write_json(tmp / OPTIM_JSON, doc)
+        rng_tensors, rng_rest = _rng_to_files(rng)
+        save_tensors(rng_tensors, tmp / RNG)
+        _write_json(tmp / STATE, {**trainer_state, "format": FORMAT, "step": step, "rng": rng_rest})
+        os.replace(tmp, final)
+    except OSError as exc:  # a full disk, a lost mount: no half checkpoint stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"{final}: could not be written ({exc.strerror or exc}); earlier checkpoints are "
+                              "intact") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return final
 
 

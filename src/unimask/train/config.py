@@ -50,6 +50,7 @@ class OptimizerConfig(_Validated):
     clips the global gradient norm (null = no clipping)."""
 
     _where = "optimizer"
+    _field_prefix = "optimizer."
 
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
@@ -98,8 +99,10 @@ class TrainConfig(_Validated):
     with the UL2R mixture (Tay et al. 2022, "Transcending Scaling Laws with 0.1% Extra Compute").
     ``precision``: auto = fp32 on CPU, bf16 autocast on CUDA. ``parallel``: ddp or fsdp2 under torchrun.
     ``eval_every``: held-out loss every N optimizer steps (0 = only at the end), on ``eval_batches``
-    validation batches. ``save_every``: checkpoint every N steps (0 = only at the end); ``keep_last`` of them
-    are kept. ``out_dir`` must be empty or missing unless resuming or ``overwrite`` is true.
+    validation batches (``data.validation_fraction: 0`` trains on all the text and skips held-out loss).
+    ``save_every``: checkpoint every N steps (0 = only at the end); ``keep_last`` of them are kept.
+    ``out_dir`` must be empty or missing unless resuming or ``overwrite`` is true; ``overwrite`` moves the
+    previous run's files aside (``.replaced-<time>/``) and deletes them only after the new run succeeded.
     """
 
     _where = "run config"

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from unimask.checkpoint import load_state_into, read_tensors
 from unimask.config import ModelConfig, resolve_model_config
+from unimask.data.cache import check_writable, ensure_dir
 from unimask.errors import CheckpointError, ConfigError, UnimaskError
 from unimask.models import build_model
 from unimask.train import checkpoint as ckpt
@@ -138,7 +139,12 @@ class Trainer:
         self.config, self.ctx = config, ctx
         self.out_dir = Path(config.out_dir)
         self.resumed = self._find_resume(resume)
+        if self.resumed is not None and config.steps <= self.resumed.step:
+            raise ConfigError(f"{self.resumed.path} is already at step {self.resumed.step} and the run config asks for "
+                              f"steps: {config.steps}; raise steps (e.g. --set steps={self.resumed.step * 2}) to "
+                              "train further")
         self._check_out_dir()
+        self._replaced: Path | None = None  # a previous run moved aside by ``overwrite``, deleted after success
         _seed_all(config.seed)
         self.data_config = config.data_config()
         base, init_dir = self._base_model_config()
@@ -149,8 +155,11 @@ class Trainer:
             world_size=ctx.world_size)
         self.batches = self._build_batches("train")
         self.tokenizer = self.batches.tokenizer
-        self._validation: Any = None  # built at the first evaluation, rewound to its start before each
+        self._validation: Any = None  # rewound to its start before each evaluation
         self._validation_start: dict[str, Any] = {}
+        self.evaluates = self.data_config.validation_fraction > 0  # 0: train on everything, no held-out loss
+        if self.evaluates:
+            self._check_validation()
         self.model_config = self._fit_vocabulary(base, init_dir)
         model = build_model(self.model_config)
         weights_from = self.resumed.model_dir if self.resumed else init_dir
@@ -186,6 +195,7 @@ class Trainer:
         out, cfg = self.out_dir, self.config
         if out.exists() and not out.is_dir():
             raise ConfigError(f"out_dir {out} is a file; choose a directory")
+        check_writable(out, "out_dir")
         entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         if self.resumed is not None:
             inside = self.resumed.path.parent.resolve() == out.resolve()
@@ -260,6 +270,16 @@ class Trainer:
         self.step = resumed.step
         self.counters = dict(state.get("counters", self.counters))
 
+    def _check_validation(self) -> None:
+        """Build the validation batches now, so that a corpus too small for them fails before anything is written."""
+        self._validation = self._build_batches("validation")
+        self._validation_start = self._validation.state_dict()
+        has_batch = next(islice(iter(self._validation), 1), None) is not None
+        self._validation.load_state_dict(self._validation_start)
+        if not all(D.all_gather_json(has_batch, self.ctx)):
+            raise UnimaskError("the validation split yields no batch; use a larger corpus, a smaller data.batch_size "
+                               "/ data.seq_len, or data.validation_fraction=0 to train without held-out loss")
+
     def _precision(self) -> str:
         wanted = self.config.precision
         if wanted == "auto":
@@ -272,19 +292,36 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _prepare_out_dir(self) -> None:
-        """Rank 0 creates ``out_dir`` (clearing unimask's own files first when ``overwrite`` is set)."""
-        import shutil
-
+        """Rank 0 creates ``out_dir``. With ``overwrite``, unimask's own files of the previous run are moved
+        into a hidden ``.replaced-<time>/`` folder, deleted only once this run has finished (a failed run
+        leaves them there); other files are never touched."""
         out = self.out_dir
         if self.config.overwrite and not self.resumed and out.is_dir():
-            for _, path in ckpt.list_checkpoints(out):
-                shutil.rmtree(path)
-            for name in (METRICS, "config.yaml"):
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / TENSORBOARD, ignore_errors=True)
-        out.mkdir(parents=True, exist_ok=True)
+            ours = [path for _, path in ckpt.list_checkpoints(out)]
+            ours += [out / name for name in (METRICS, "config.yaml", TENSORBOARD) if (out / name).exists()]
+            ours += sorted(out.glob("config-resume-*.yaml"))
+            if ours:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                self._replaced = out / f".replaced-{stamp}"
+                k = 1
+                while self._replaced.exists():
+                    self._replaced, k = out / f".replaced-{stamp}.{k}", k + 1
+                self._replaced.mkdir()
+                for path in ours:
+                    path.rename(self._replaced / path.name)
+        ensure_dir(out, "out_dir")
         name = "config.yaml" if not self.resumed else f"config-resume-{self.step}.yaml"
+        k = 1
+        while (out / name).exists():  # a log of an earlier resume from the same step is kept
+            name, k = f"config-resume-{self.step}.{k}.yaml", k + 1
         (out / name).write_text(self.config.to_yaml(), encoding="utf-8")
+
+    def _drop_replaced(self) -> None:
+        import shutil
+
+        if self._replaced is not None:
+            shutil.rmtree(self._replaced, ignore_errors=True)
+            self._replaced = None
 
     # The loop ---------------------------------------------------------------------------------------
     def fit(self, should_stop: Callable[[int], bool] | None = None) -> TrainResult:
@@ -327,11 +364,17 @@ class Trainer:
         except TrainingDiverged as exc:
             good = ckpt.list_checkpoints(self.out_dir)
             where = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint was written yet"
-            raise TrainingDiverged(f"{exc}; {where} (lower optimizer.lr or raise warmup_steps)") from None
+            kept = f"; the replaced run is kept in {self._replaced}" if self._replaced is not None else ""
+            raise TrainingDiverged(f"{exc}; {where} (lower optimizer.lr or raise warmup_steps){kept}") from None
+        except UnimaskError as exc:
+            if self._replaced is None:
+                raise
+            raise type(exc)(f"{exc}; the replaced run is kept in {self._replaced}") from None
         finally:
             progress.close()
             if metrics is not None:
                 metrics.close()
+        self._drop_replaced()
         if result.checkpoint is None and ctx.is_main and saved_at >= 0:
             found = ckpt.list_checkpoints(self.out_dir)
             result.checkpoint = found[-1][1] if found else None
@@ -388,9 +431,8 @@ class Trainer:
     def _evaluate(self, metrics: MetricsLog | None, result: TrainResult) -> None:
         """Held-out loss and perplexity over the validation tokens that carry loss (all ranks together)."""
         ctx = self.ctx
-        if self._validation is None:
-            self._validation = self._build_batches("validation")
-            self._validation_start = self._validation.state_dict()
+        if not self.evaluates:
+            return
         self._validation.load_state_dict(self._validation_start)
         items = list(islice(iter(self._validation), self.config.eval_batches))
         n = len(items)
