@@ -140,6 +140,13 @@ def load_config(directory: str | Path) -> ModelConfig:
     if not (directory / CONFIG).is_file():
         raise CheckpointError(f"{directory}: no {CONFIG}; a unimask checkpoint holds {CONFIG} and {WEIGHTS}")
     try:
+        raw = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        raw = None  # ModelConfig.load below says what is wrong
+    if isinstance(raw, dict) and ("model_type" in raw or "architectures" in raw):
+        raise CheckpointError(f"{directory}: a Hugging Face checkpoint, not a unimask one; convert it first: "
+                              f"unimask convert --from-hf {directory} --out DIR")
+    try:
         return ModelConfig.load(directory / CONFIG)
     except ConfigError as exc:  # the message already names the file
         raise CheckpointError(str(exc)) from None

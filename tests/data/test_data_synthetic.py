@@ -56,3 +56,11 @@ def test_options_and_errors():
     assert 5 < len(small_test) < 40 and not small_test & small_train
     with pytest.raises(DataError, match="does not take"):
         make_examples("copy", 1, seed=0, digits=3)
+
+
+def test_addition_with_more_digits_than_int64_holds() -> None:
+    from unimask.data.synthetic import make_examples
+
+    for prompt, answer in make_examples("addition", 5, seed=0, digits=25):
+        a, b = prompt.rstrip("=").split("+")
+        assert len(a) <= 25 and int(a) + int(b) == int(answer)

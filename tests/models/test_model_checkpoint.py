@@ -74,3 +74,9 @@ def test_a_foreign_safetensors_file_says_so(tmp_path: Path) -> None:
     save_file({"model.embed_tokens.weight": torch.zeros(4, 2)}, tmp_path / "model.safetensors")  # HF names
     with pytest.raises(CheckpointError, match=r"not a unimask checkpoint .*unimask convert --from-hf"):
         load_model(tmp_path)
+
+
+def test_hugging_face_directory_points_to_convert(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    with pytest.raises(CheckpointError, match="convert --from-hf"):
+        load_model(tmp_path)

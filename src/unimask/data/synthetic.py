@@ -32,7 +32,8 @@ _LETTERS = string.ascii_lowercase
 def _addition(rng: np.random.Generator, digits: int = 3) -> tuple[str, str]:
     if digits < 1:
         raise DataError(f"task 'addition': digits must be >= 1, got {digits}")
-    a, b = (int(x) for x in rng.integers(0, 10 ** digits, size=2))
+    # digit by digit, so any number of digits works (int64 stops at 18)
+    a, b = (int("".join(str(d) for d in rng.integers(0, 10, size=digits))) for _ in range(2))
     return f"{a}+{b}=", str(a + b)
 
 
