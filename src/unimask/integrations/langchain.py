@@ -28,15 +28,26 @@ from langchain_core.outputs import (
     GenerationChunk,
     LLMResult,
 )
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from unimask.serving.engine import LoadedModel, SamplingParams
 
 _ROLE = {"system": "system", "human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
 
 
-class _UnimaskParams:
-    """Fields and helpers shared by the LLM and the chat model (mixed into pydantic models)."""
+class _UnimaskParams(BaseModel):
+    """Fields and helpers shared by the LLM and the chat model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    engine: LoadedModel = Field(exclude=True)
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: list[str] | None = None
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> SamplingParams:
         """Sampling parameters from the fields, overridden by call-time keyword arguments."""
@@ -49,17 +60,6 @@ class _UnimaskParams:
 
 class UnimaskLLM(_UnimaskParams, LLM):
     """A LangChain LLM: a prompt string in, the completion string out (``temperature=0`` is greedy)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    engine: LoadedModel = Field(exclude=True)
-    max_tokens: int = 64
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-    stop: list[str] | None = None
 
     @classmethod
     def from_dir(cls, directory: str | Path, **fields: Any) -> UnimaskLLM:
@@ -110,17 +110,6 @@ def _messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 class ChatUnimask(_UnimaskParams, BaseChatModel):
     """A LangChain chat model: messages in, an ``AIMessage`` out (template: ``unimask.serving.chat``)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    engine: LoadedModel = Field(exclude=True)
-    max_tokens: int = 64
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-    stop: list[str] | None = None
 
     @classmethod
     def from_dir(cls, directory: str | Path, **fields: Any) -> ChatUnimask:
