@@ -13,7 +13,7 @@ import json
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
@@ -36,13 +36,12 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
             raise ConfigError(f"config field '{name}': {value!r} is not one of {list(get_args(hint))}")
         return
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arm in get_args(hint):
             try:
                 _check_type(name, value, arm)
                 return
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"config field '{name}': {value!r} has the wrong type (expected {hint})")
     if hint is type(None):
         if value is not None:
@@ -378,4 +377,4 @@ def resolve_model_config(spec: str | Path | dict[str, Any] | ModelConfig) -> Mod
     raise ConfigError(f"'{text}' is neither a preset nor a config file; presets: {', '.join(sorted(PRESETS))}")
 
 
-__all__ = ["ARCHS", "PRESETS", "ModelConfig", "field", "preset", "resolve_model_config"]
+__all__ = ["ARCHS", "PRESETS", "ModelConfig", "preset", "resolve_model_config"]
