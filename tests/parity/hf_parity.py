@@ -110,3 +110,13 @@ def check_roundtrip(hf: torch.nn.Module, um: torch.nn.Module, tmp: Path, ids: Te
     assert torch.equal(ref, again)
     assert logits_diff(loaded, back, ids, mask, dec) <= TOL
     return out
+
+
+def check_decoder_only(hf: torch.nn.Module, tmp: Path, vocab: int = 128) -> None:
+    """The three parity checks for a causal HF model: padded-batch logits, greedy decoding, export round trip."""
+    um = from_hf(hf)
+    ids, mask = padded([12, 9, 5], vocab, pad=0, left=False)
+    assert logits_diff(hf, um, ids, mask) <= TOL
+    prompts, pmask = padded([6, 3], vocab, pad=0, left=True, seed=2)
+    check_generation(hf, um, prompts, pmask)
+    check_roundtrip(hf, um, tmp, ids, mask)
