@@ -110,11 +110,20 @@ class GLMBlank(Objective):
         return names[int(rng.choice(len(names), p=w / w.sum()))]
 
     def _mask_spans(self, n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """Poisson span lengths covering ``round(n * mask_ratio)`` tokens, shuffled, then placed left to right.
+
+        The lengths are drawn until they cover the budget, so the last one drawn is cut to fit; placing
+        them in draw order would always make the rightmost span that shorter remainder. GLM shuffles the
+        lengths before placing them (THUDM GLM, ``blocklm_utils.ConstructBlockStrategy``:
+        ``generate_blank_data`` and ``sample_span_in_document`` call ``rng.shuffle(masked_lengths)``
+        before ``sample_spans``), so span length does not depend on position.
+        """
         total = min(max(round(n * self.mask_ratio), 1), n - 1)
         lengths = poisson_lengths(total, self.poisson_lambda, rng, allow_zero=False)
         while len(lengths) - 1 > n - total:  # too many spans to keep one token between each: merge two
             lengths[-2] += lengths.pop()
-        return glm_place_spans(n, lengths, rng)
+        shuffled = [lengths[i] for i in rng.permutation(len(lengths)).tolist()]
+        return glm_place_spans(n, shuffled, rng)
 
     def _sentence_spans(self, ids: np.ndarray, rng: np.random.Generator, vocab: Vocab) -> list[tuple[int, int]]:
         sents = sentence_spans(ids, vocab.sentence_ends)
