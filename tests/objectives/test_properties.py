@@ -59,10 +59,23 @@ def test_noise_fraction_and_mean_span_length_within_tolerance(seed, low):
 
 
 def test_t5_mean_span_length_is_the_configured_one():
-    """T5's counting fixes the mean span length of every example: noise / round(noise / mean)."""
-    for n in range(60, 600, 7):
-        noise, spans = t5_span_counts(n, 0.15, 3.0)
-        assert abs(noise / spans - 3.0) <= 1.5  # rounding of the span count only
+    """T5's counting fixes the mean span length of every example: ``noise / round(noise / mean)``, with
+    ``tf.round`` (half to even). The span count is the nearest integer to ``noise / mean``, so floor and ceil
+    (off by up to 1) and round-half-up (wrong on every tie) are each refused somewhere below."""
+    ties = 0
+    for mean in (2.0, 3.0, 8.0):
+        for n in range(20, 600):
+            noise, spans = t5_span_counts(n, 0.15, mean)
+            exact = noise / mean
+            if exact < 1 or spans > min(noise, n - noise):  # clamped to one span / capped for short inputs
+                continue
+            assert abs(spans - exact) <= 0.5, (n, mean, noise, spans)
+            if exact % 1 == 0.5:  # a tie: half to even
+                ties += 1
+                assert spans % 2 == 0, (n, mean, noise, spans)
+            assert abs(noise / spans - mean) <= 0.5 * mean / spans + 1e-9
+    assert ties > 20
+    assert [t5_span_counts(n, 0.15, 3.0)[1] for n in (80, 93, 100, 113)] == [4, 5, 5, 6]  # 12, 14, 15, 17 noise
 
 
 SPECS = sorted(OBJECTIVES) + [

@@ -24,6 +24,34 @@ def test_fixed_noise_mask_over_tokens_10_to_15(vocab):
     assert target.tolist() == [999, 11, 12, 998, 15, EOS]
 
 
+# T5's span_corruption on any mask: inputs = noise_span_to_unique_sentinel(tokens, mask), targets =
+# nonnoise_span_to_unique_sentinel(tokens, mask) (the same on ~mask); sentinels 999, 998, ... by hand.
+@pytest.mark.parametrize(("mask", "source", "target"), [
+    # ends in non-noise: 1 noise span, 2 non-noise spans, so the target has a second sentinel
+    ([0, 1, 1, 0, 0, 0], [10, 999, 13, 14, 15, EOS], [999, 11, 12, 998, EOS]),
+    # starts with noise: the target keeps the leading noise tokens, then one sentinel per non-noise run
+    ([1, 1, 0, 0, 1, 0], [999, 12, 13, 998, 15, EOS], [10, 11, 999, 14, 998, EOS]),
+    # all clear: nothing dropped, the target is one sentinel
+    ([0, 0, 0, 0, 0, 0], [10, 11, 12, 13, 14, 15, EOS], [999, EOS]),
+    # all noise: the input is one sentinel, the target the whole text
+    ([1, 1, 1, 1, 1, 1], [999, EOS], [10, 11, 12, 13, 14, 15, EOS]),
+])
+def test_any_noise_mask_follows_t5(vocab, mask, source, target):
+    src, tgt = span_corrupt(np.arange(10, 16), np.array(mask, dtype=bool), vocab)
+    assert src.tolist() == source
+    assert tgt.tolist() == target
+
+
+def test_too_few_sentinels_names_both_span_counts(vocab):
+    few = make_vocab()
+    object.__setattr__(few.special, "sentinels", SENTINELS[:2])
+    mask = np.array([0, 1, 0, 1, 0], dtype=bool)  # 2 noise spans, 3 non-noise spans: 3 sentinels
+    with pytest.raises(DataError, match="2 noise and 3 non-noise spans needs 3 sentinel tokens"):
+        span_corrupt(np.arange(10, 15), mask, few)
+    src, tgt = span_corrupt(np.arange(10, 15), mask, vocab)
+    assert (src.tolist(), tgt.tolist()) == ([10, 999, 12, 998, 14, EOS], [999, 11, 998, 13, 997, EOS])
+
+
 def test_sentinels_replace_runs_in_order():
     tokens = np.array([5, 6, 7, 8, 9, 10, 11])
     mask = np.array([1, 1, 0, 1, 0, 1, 1], dtype=bool)

@@ -25,12 +25,27 @@ from unimask.objectives.noise import (
 
 
 def span_corrupt(ids: np.ndarray, noise_mask: np.ndarray, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
-    """T5 inputs and targets for a given noise mask: ``(ids with spans -> sentinels + [eos],
-    sentinel, span, ..., [eos])``."""
-    n_spans = len(spans_of(noise_mask))
-    sentinels = vocab.special.require_sentinels(n_spans, f"span corruption with {n_spans} noise spans")
-    source = as_ids(noise_span_to_sentinels(ids, noise_mask, sentinels), vocab.eos)
-    target = as_ids(noise_span_to_sentinels(ids, ~np.asarray(noise_mask, dtype=bool), sentinels), vocab.eos)
+    """T5 inputs and targets for ANY noise mask ``(L,)`` bool: ``(source, target)``, each ending with EOS.
+
+    As T5's ``span_corruption`` (``t5.data.preprocessors``): the inputs are
+    ``noise_span_to_unique_sentinel(tokens, mask)`` (each run of noise tokens becomes one sentinel) and the
+    targets ``nonnoise_span_to_unique_sentinel(tokens, mask)``, the same function on ``~mask`` (each run
+    of non-noise tokens becomes one sentinel); both count from ``<extra_id_0>``, so this needs
+    ``max(#noise spans, #non-noise spans)`` sentinels. With T5's masks (``random_spans_noise_mask``
+    starts with non-noise) sentinel k of the target opens noise span k, lining up with the input's
+    sentinel k. Other masks behave as in T5: one ending in non-noise adds a final sentinel to the target,
+    one starting with noise shifts the target's sentinels by one, the all-clear mask gives
+    ``ids + [eos]`` -> ``[<extra_id_0>, eos]`` and the all-noise mask ``[<extra_id_0>, eos]`` -> ``ids + [eos]``.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    mask = np.asarray(noise_mask, dtype=bool)
+    if mask.shape != ids.shape:
+        raise ValueError(f"noise mask of shape {mask.shape} for {ids.shape} tokens")
+    n_noise, n_clear = len(spans_of(mask)), len(spans_of(~mask))
+    sentinels = vocab.special.require_sentinels(
+        max(n_noise, n_clear), f"span corruption with {n_noise} noise and {n_clear} non-noise spans")
+    source = as_ids(noise_span_to_sentinels(ids, mask, sentinels), vocab.eos)
+    target = as_ids(noise_span_to_sentinels(ids, ~mask, sentinels), vocab.eos)
     return source, target
 
 

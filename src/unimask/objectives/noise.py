@@ -65,7 +65,7 @@ def noise_span_to_sentinels(tokens: np.ndarray, noise_mask: np.ndarray, sentinel
     subsequent = noise_mask & prev
     n_spans = int(first.sum())
     if n_spans > len(sentinels):
-        raise ValueError(f"{n_spans} noise spans but only {len(sentinels)} sentinels")
+        raise ValueError(f"{n_spans} runs of masked tokens to replace but only {len(sentinels)} sentinels")
     out = tokens.copy()
     span_index = np.cumsum(first) - 1  # (L,)
     out[first] = np.asarray(sentinels, dtype=np.int64)[span_index[first]]
