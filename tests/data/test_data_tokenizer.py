@@ -97,3 +97,15 @@ def test_a_tokenizer_without_the_objective_tokens_is_a_clear_error(tmp_path):
     vocab = Vocab.from_tokenizer(tok)
     with pytest.raises(DataError, match="sentinel"):
         build_objective("span_corruption").check(vocab)
+
+
+def test_word_starts_are_the_tokens_that_begin_with_whitespace(tok):
+    """As fairseq's GPT-2 BPE ``is_beginning_of_word``: a token begins a word when its text starts with a space."""
+    vocab = Vocab.from_tokenizer(tok)
+    ids = tok.encode("The quick brown fox jumps over the lazy dog, unbelievably.")
+    texts = [tok.decode([i]) for i in ids]
+    assert [i in vocab.word_starts for i in ids] == [t.startswith(" ") for t in texts]
+    assert sum(i in vocab.word_starts for i in ids) >= 8  # " quick", " brown", ... each start a word
+    specials = {tok.pad_id, tok.bos_id, tok.eos_id, tok.special.mask, *tok.special.sentinels}
+    assert not specials & vocab.word_starts
+    assert not specials & set(vocab.ordinary.tolist()) and len(vocab.ordinary) == tok.vocab_size - 111

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,7 +60,13 @@ class Example:
 
 @dataclass(frozen=True)
 class Vocab:
-    """The ids an objective needs: pad/bos/eos, the special tokens and the tokens that end a sentence."""
+    """The ids an objective needs: pad/bos/eos, the special tokens, the tokens that end a sentence and the
+    tokens that begin a word.
+
+    ``word_starts``: tokens whose text starts with whitespace, as fairseq's GPT-2 BPE marks them
+    (``is_beginning_of_word``: the decoded token starts with a space), for whole-word masking; the first
+    token of a text always begins a word, whatever its id.
+    """
 
     size: int
     pad: int
@@ -67,11 +74,14 @@ class Vocab:
     eos: int
     special: SpecialTokens
     sentence_ends: frozenset[int] = frozenset()
+    word_starts: frozenset[int] = frozenset()
 
     @classmethod
     def from_tokenizer(cls, tok: Tokenizer) -> Vocab:
-        """Read the ids off a tokenizer; sentence ends are tokens whose text ends in . ! ? or a newline."""
-        ends = set()
+        """Read the ids off a tokenizer: sentence ends are tokens whose text ends in . ! ? or a newline, word
+        starts tokens whose text starts with whitespace (or, for SentencePiece vocabularies, whose piece
+        starts with its word marker ``▁``, which decoding a single piece drops)."""
+        ends, starts = set(), set()
         specials = set(tok.special.sentinels) | {
             v for v in (tok.special.mask, tok.special.smask, tok.special.gmask, tok.special.sop, tok.special.eop,
                         tok.special.nlu, tok.special.nlg, tok.special.s2s) if v is not None}
@@ -81,8 +91,20 @@ class Vocab:
             text = tok.decode([i], skip_special=True)
             if text and text.rstrip(" ").endswith(_SENTENCE_END_CHARS):
                 ends.add(i)
+            if text[:1].isspace() or (tok.id_to_token(i) or "").startswith("\u2581"):
+                starts.add(i)
         return cls(size=tok.vocab_size, pad=tok.pad_id, bos=tok.bos_id, eos=tok.eos_id, special=tok.special,
-                   sentence_ends=frozenset(ends))
+                   sentence_ends=frozenset(ends), word_starts=frozenset(starts))
+
+    @cached_property
+    def ordinary(self) -> np.ndarray:
+        """``(K,)`` ids of the ordinary tokens: every id but pad/bos/eos and the objectives' special tokens."""
+        s = self.special
+        taken = {self.pad, self.bos, self.eos, *s.sentinels} | {
+            v for v in (s.mask, s.smask, s.gmask, s.sop, s.eop, s.nlu, s.nlg, s.s2s) if v is not None}
+        keep = np.ones(self.size, dtype=bool)
+        keep[[t for t in taken if 0 <= t < self.size]] = False
+        return np.flatnonzero(keep).astype(np.int64)
 
 
 class Objective:
