@@ -93,6 +93,25 @@ def test_prefix_lm_split_rebuilds_the_text(n, seed):
     assert 1 <= len(ex.source) <= n - 1 and ex.target[-1] == EOS
 
 
+@pytest.mark.parametrize("source_eos", [False, True])
+def test_prefix_lm_source_eos_and_its_bounds(vocab, source_eos):
+    """``source_eos`` ends the source with EOS (UL2's S-denoiser, as T5); the bounds are reached, never passed."""
+    obj = PrefixLM(source_eos=source_eos)
+    for n in (2, 3, 17, 64):
+        rows, sources, targets = [], [], []
+        for seed in range(200):
+            ex = obj.apply(text_ids(n, seed), np.random.default_rng(seed), vocab)
+            assert (ex.source[-1] == EOS) == source_eos
+            body = ex.source[:-1] if source_eos else ex.source
+            assert body.tolist() + ex.target[:-1].tolist() == text_ids(n, seed).tolist()
+            rows.append(len(layout(ex, "causal")["input_ids"]))
+            sources.append(len(ex.source))
+            targets.append(len(ex.target))
+        assert (max(sources), max(targets)) == obj.bounds(n)
+        assert max(rows) == min(rows) == obj.row_bound(n) == n + source_eos
+    assert obj.config() == {"name": "prefix_lm", "min_prefix": 1, "source_eos": source_eos}
+
+
 def test_build_objective_rejects_bad_specs():
     with pytest.raises(ConfigError, match="unknown objective 'nope'"):
         build_objective("nope")

@@ -2,7 +2,8 @@
 
 - UL2 (Tay et al. 2022, "UL2: Unifying Language Learning Paradigms", section 3.1): R-denoisers (regular
   span corruption: mean span 3 or 8 at rate 0.15), the S-denoiser (prefix LM) and X-denoisers (extreme:
-  mean 3 or 8 at rate 0.5, mean 64 at rate 0.15 or 0.5), sampled per example; a mode token ``[NLU]``
+  mean 3 or 8 at rate 0.5, mean 64 at rate 0.15 or 0.5), sampled per example; every source ends with EOS
+  (the S-denoiser's too, ``PrefixLM(source_eos=True)``, as T5 appends EOS to inputs); a mode token ``[NLU]``
   (R), ``[S2S]`` (S) or ``[NLG]`` (X) is put in front of the input (mode switching, section 3.1.3). The
   default weighs the seven denoisers equally.
 - UL2R (Tay et al. 2022b, U-PaLM): continue training a causal LM on a small UL2 mixture; the default is
@@ -111,14 +112,16 @@ UL2R_DENOISERS: tuple[tuple[str, float, float, float], ...] = (("S", 0, 0, 0.5),
 
 def denoiser(kind: str, mean: float = 3.0, rate: float = 0.15, weight: float = 1.0,
              mode_tokens: bool = True) -> Component:
-    """An R/S/X denoiser as a mixture component (R and X: T5 span corruption; S: prefix LM)."""
+    """An R/S/X denoiser as a mixture component (R and X: T5 span corruption; S: prefix LM whose source
+    ends with EOS)."""
     from unimask.objectives.denoise import SpanCorruption
     from unimask.objectives.lm import PrefixLM
 
     kind = kind.upper()
     if kind not in MODE_TOKENS:
         raise ValueError(f"unknown denoiser kind {kind!r}; use R, S or X")
-    obj: Objective = PrefixLM() if kind == "S" else SpanCorruption(float(rate), float(mean))
+    # S: T5 appends EOS to prefix-LM inputs too, so every UL2 denoiser's source ends with EOS
+    obj: Objective = PrefixLM(source_eos=True) if kind == "S" else SpanCorruption(float(rate), float(mean))
     label = "S" if kind == "S" else f"{kind}(mean={mean:g},rate={rate:g})"
     return Component(obj, float(weight), MODE_TOKENS[kind] if mode_tokens else None, label, kind)
 
