@@ -112,6 +112,70 @@ def test_prefix_lm_source_eos_and_its_bounds(vocab, source_eos):
     assert obj.config() == {"name": "prefix_lm", "min_prefix": 1, "source_eos": source_eos}
 
 
+# The loss switch (T5's loss_on_targets_only) ---------------------------------------------------------------
+
+I = IGNORE  # noqa: E741
+
+
+def test_causal_prefix_lm_loss_on_targets_only_or_on_every_token(vocab):
+    ids = np.array([11, 12, 13, 14, 15])
+    ex = PrefixLM().apply(ids, np.random.default_rng(0), vocab)
+    k = ex.info["split"]
+    targets = layout(ex, "causal")
+    every = layout(ex, "causal", targets_only=False)
+    assert targets["input_ids"].tolist() == every["input_ids"].tolist() == [11, 12, 13, 14, 15]
+    assert targets["labels"].tolist() == [I] * (k - 1) + ids[k:].tolist() + [EOS]
+    assert every["labels"].tolist() == [12, 13, 14, 15, EOS]  # a full language model over the text
+    by_hand = Example(source=[11, 12, 13], target=[14, 15, EOS])
+    assert layout(by_hand, "causal")["labels"].tolist() == [I, I, 14, 15, EOS]
+    assert layout(by_hand, "causal", targets_only=False)["labels"].tolist() == [12, 13, 14, 15, EOS]
+
+
+def test_causal_span_corruption_loss_on_targets_only_or_on_every_token(vocab):
+    from unimask.objectives.denoise import span_corrupt
+
+    source, target = span_corrupt(np.arange(10, 16), np.array([0, 1, 1, 0, 0, 1], dtype=bool), vocab)
+    ex = Example(source=source, target=target)  # [10, 999, 13, 14, 998, eos] -> [999, 11, 12, 998, 15, eos]
+    row = [10, 999, 13, 14, 998, EOS, 999, 11, 12, 998, 15]
+    targets = layout(ex, "causal")
+    every = layout(ex, "causal", targets_only=False)
+    assert targets["input_ids"].tolist() == every["input_ids"].tolist() == row
+    assert targets["labels"].tolist() == [I] * 5 + [999, 11, 12, 998, 15, EOS]
+    assert every["labels"].tolist() == [999, 13, 14, 998, EOS] + [999, 11, 12, 998, 15, EOS]
+
+
+def test_glm_part_b_layout_with_loss_on_every_token(vocab):
+    from unimask.objectives.glm import glm_example
+
+    ex = glm_example(np.arange(10, 20), [(2, 2), (6, 1)], 3, vocab, np.random.default_rng(0), "mask", order=[1, 0])
+    every = layout(ex, "causal", with_2d=True, targets_only=False)
+    assert every["input_ids"].tolist() == [10, 11, 3, 14, 15, 3, 17, 18, 19, 6, 16, 6, 12, 13]
+    # Part A predicts its next token; its last position is followed by [sop] (no loss); then Part B's targets
+    assert every["labels"].tolist() == [11, 3, 14, 15, 3, 17, 18, 19, I, 16, 7, 12, 13, 7]
+    assert layout(ex, "causal", with_2d=True)["labels"].tolist() == [I] * 9 + [16, 7, 12, 13, 7]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 120), seed=st.integers(0, 2**31 - 1), name=st.sampled_from(sorted(OBJECTIVES)))
+def test_loss_on_every_token_predicts_each_next_source_token(n, seed, name):
+    obj = build_objective(name)
+    ex = obj.apply(text_ids(n, seed), np.random.default_rng(seed), make_vocab())
+    both = [layout(ex, "causal", with_2d=obj.uses_2d_positions, targets_only=t) for t in (True, False)]
+    assert both[0]["input_ids"].tolist() == both[1]["input_ids"].tolist()
+    S = len(ex.source)
+    assert both[1]["labels"][:S - 1].tolist() == ex.source[1:].tolist()
+    assert both[1]["labels"][S - 1:].tolist() == both[0]["labels"][S - 1:].tolist()  # the target part is the same
+    assert (both[0]["labels"][:S - 1] == IGNORE).all()
+
+
+def test_loss_on_the_source_is_refused_where_it_cannot_work(vocab):
+    ex = Example(source=[5, 6], target=[7, EOS])
+    with pytest.raises(ValueError, match="bidirectional prefix"):
+        layout(ex, "prefix", targets_only=False)
+    with pytest.raises(ValueError, match="never decoded"):
+        layout(ex, "encoder_decoder", targets_only=False)
+
+
 def test_build_objective_rejects_bad_specs():
     with pytest.raises(ConfigError, match="unknown objective 'nope'"):
         build_objective("nope")

@@ -1,7 +1,8 @@
 """Family layouts and packing: ``Example`` -> the batch contract (numpy; the pipeline makes tensors).
 
 - Causal decoder: ``source + target`` in one row; labels are aligned with the logits (position t predicts
-  ``labels[t]``), so the last source position predicts ``target[0]``; loss only on the target.
+  ``labels[t]``), so the last source position predicts ``target[0]``; loss only on the target, or on every
+  token when asked (``targets_only=False``: T5's ``loss_on_targets_only``).
   (A full causal LM has ``source = [bos]``, so every text token carries loss.)
 - Prefix decoder: the same row with ``is_prefix`` over the source (bidirectional; Raffel et al. 2020,
   section 3.2.1; Dong et al. 2019).
@@ -26,15 +27,28 @@ ARCHS = ("causal", "prefix", "encoder_decoder")
 Item = dict[str, np.ndarray]
 
 
-def layout_decoder(ex: Example, *, prefix: bool, with_2d: bool = False) -> Item:
-    """One decoder row ``(L,)`` per key: input_ids, labels, position_ids, is_prefix [, block_position_ids]."""
+def layout_decoder(ex: Example, *, prefix: bool, with_2d: bool = False, targets_only: bool = True) -> Item:
+    """One decoder row ``(L,)`` per key: input_ids, labels, position_ids, is_prefix [, block_position_ids].
+
+    ``targets_only=False`` (a causal decoder only; T5's ``loss_on_targets_only``, seqio's decoder feature
+    converters) also puts loss on the source: positions ``0 .. S-2`` predict ``source[1:]``; with GLM's
+    ``target_inputs`` the last source position, followed by Part B's start token, has none. A prefix
+    decoder refuses it: its bidirectional prefix sees the very tokens it would predict.
+    """
     S = len(ex.source)
+    if prefix and not targets_only:
+        raise ValueError("a prefix decoder takes loss on the target only: its bidirectional prefix sees the "
+                         "source tokens a source loss would ask it to predict")
+    if targets_only:
+        source_labels = np.full(S - 1, IGNORE, dtype=np.int64)  # (S - 1,)
+    else:
+        source_labels = ex.source[1:].astype(np.int64)  # (S - 1,): position t predicts source[t + 1]
     if ex.target_inputs is None:
         tokens = np.concatenate([ex.source, ex.target[:-1]])  # (S + T - 1,)
-        labels = np.concatenate([np.full(S - 1, IGNORE, dtype=np.int64), ex.target])
+        labels = np.concatenate([source_labels, ex.target])
     else:
         tokens = np.concatenate([ex.source, ex.target_inputs])  # (S + T,)
-        labels = np.concatenate([np.full(S, IGNORE, dtype=np.int64), ex.target])
+        labels = np.concatenate([source_labels, [IGNORE], ex.target]).astype(np.int64)
     L = len(tokens)
     item: Item = {"input_ids": tokens, "labels": labels}
     if ex.positions is not None and len(ex.positions) == L:
@@ -64,12 +78,19 @@ def layout_encoder_decoder(ex: Example, *, start_id: int) -> Item:
             "decoder_input_ids": dec_in, "labels": ex.target, "decoder_position_ids": np.arange(T, dtype=np.int64)}
 
 
-def layout(ex: Example, arch: str, *, start_id: int = 0, with_2d: bool = False) -> Item:
-    """Lay one example out for ``arch`` ("causal", "prefix" or "encoder_decoder")."""
+def layout(ex: Example, arch: str, *, start_id: int = 0, with_2d: bool = False, targets_only: bool = True) -> Item:
+    """Lay one example out for ``arch`` ("causal", "prefix" or "encoder_decoder").
+
+    ``start_id``: the encoder-decoder's first decoder token (the model's ``start_token_id``);
+    ``targets_only=False``: loss on the source too (causal only, see ``layout_decoder``).
+    """
     if arch == "encoder_decoder":
+        if not targets_only:
+            raise ValueError("an encoder-decoder takes loss on the target only: its source is the encoder's "
+                             "input and is never decoded")
         return layout_encoder_decoder(ex, start_id=start_id)
     if arch in ("causal", "prefix"):
-        return layout_decoder(ex, prefix=arch == "prefix", with_2d=with_2d)
+        return layout_decoder(ex, prefix=arch == "prefix", with_2d=with_2d, targets_only=targets_only)
     raise ValueError(f"unknown arch {arch!r}; use one of {', '.join(ARCHS)}")
 
 
