@@ -91,6 +91,29 @@ def test_resume_gives_identical_next_batches(prepared, objective, arch):
     assert not _same(first[0], other)
 
 
+def test_loss_on_all_tokens_reaches_the_causal_rows(prepared):
+    """``loss_on_targets_only: false``: every real token of a causal row but the first of its example is a
+    label, and each label is the next input token of the same example (prefix_lm: one text, split anywhere)."""
+    cfg = DataConfig(path=str(prepared), seq_len=48, batch_size=4, loss_on_targets_only=False)
+    batch = _take(build_batches(cfg, "prefix_lm", "causal"), 1)[0]
+    ids, labels, seg = batch["input_ids"], batch["labels"], batch["segment_ids"]
+    same_next = (seg[:, :-1] == seg[:, 1:]) & (seg[:, :-1] > 0)  # (B, L - 1): position t has a successor
+    assert torch.equal(labels[:, :-1][same_next], ids[:, 1:][same_next])
+    last = (seg > 0) & ~torch.cat([same_next, torch.zeros_like(seg[:, :1], dtype=torch.bool)], 1)
+    assert (labels[last] == 2).all()  # each example's last position predicts EOS
+    assert ((labels != -100) == (seg > 0)).all()
+    only = _take(build_batches(cfg.replace(loss_on_targets_only=True), "prefix_lm", "causal"), 1)[0]
+    assert torch.equal(only["input_ids"], ids) and (only["labels"] != -100).sum() < (labels != -100).sum()
+
+
+@pytest.mark.parametrize(("arch", "why"), [("prefix", "leak"), ("encoder_decoder", "never decodes")])
+def test_loss_on_all_tokens_is_refused_for_prefix_and_encoder_decoder(prepared, arch, why):
+    cfg = DataConfig(path=str(prepared), seq_len=48, batch_size=4, loss_on_targets_only=False)
+    with pytest.raises(ConfigError, match=f"loss_on_targets_only: false is for arch 'causal' only.*{why}") as info:
+        build_batches(cfg, "prefix_lm", arch)
+    assert "\n" not in str(info.value)
+
+
 def test_batches_follow_the_contract(prepared):
     cfg = DataConfig(path=str(prepared), seq_len=48, batch_size=4)
     batch = _take(build_batches(cfg, "span_corruption", "prefix"), 1)[0]

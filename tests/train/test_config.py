@@ -44,6 +44,34 @@ def test_bad_configs_name_the_field(raw, override, needle):
     assert "\n" not in str(info.value)
 
 
+def test_loss_on_all_tokens_only_for_a_causal_decoder():
+    assert TrainConfig.from_dict({"data": {"loss_on_targets_only": False}}).data_config().loss_on_targets_only is False
+    for model, why in (("tiny-prefix", "leak the tokens it predicts"), ("tiny-encdec", "never decodes its source")):
+        with pytest.raises(ConfigError, match=why) as info:
+            TrainConfig.from_dict({"model": model, "data": {"loss_on_targets_only": False}})
+        assert "data.loss_on_targets_only" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_loss_on_all_tokens_cli_shortcut(monkeypatch, tmp_path):
+    import unimask.train
+    from unimask.cli import main
+
+    seen = []
+
+    def fake_train(config, resume=None):
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(unimask.train, "train", fake_train)
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "tiny-causal", "--loss-on-all-tokens", "--out-dir", str(tmp_path / "run")])
+    assert seen[0].data_config().loss_on_targets_only is False
+    seen.clear()
+    with pytest.raises(SystemExit):
+        main(["train", "--config", "tiny-causal", "--out-dir", str(tmp_path / "run")])
+    assert seen[0].data_config().loss_on_targets_only is True
+
+
 def test_parse_value():
     assert parse_value("1e-3") == pytest.approx(1e-3)
     assert parse_value("3") == 3 and isinstance(parse_value("3"), int)

@@ -2,6 +2,7 @@
 
     unimask train --config tiny-causal --set steps=200 --set optimizer.lr=3e-3
     unimask train --config run.yaml --resume                # continue the latest checkpoint in out_dir
+    unimask train --config tiny-causal --set objective=prefix_lm --loss-on-all-tokens   # loss on the source too
     torchrun --nproc_per_node 2 -m unimask train --config run.yaml --parallel fsdp2
 """
 
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", help="shortcut for --set out_dir=DIR")
     p.add_argument("--parallel", choices=["none", "ddp", "fsdp2"], help="shortcut for --set parallel=...")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in out_dir")
+    p.add_argument("--loss-on-all-tokens", action="store_true",
+                   help="causal decoders: loss on the source tokens too (shortcut for --set "
+                        "data.loss_on_targets_only=false)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(func=run)
 
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"parallel={args.parallel}")
     if args.overwrite:
         overrides.append("overwrite=true")
+    if args.loss_on_all_tokens:
+        overrides.append("data.loss_on_targets_only=false")
     if args.no_progress:
         overrides.append("progress=false")
     config = TrainConfig.load(path, overrides)

@@ -32,6 +32,8 @@ from unimask.objectives.layout import ARCHS, Item, item_lengths, layout, pack_ro
 log = logging.getLogger(__name__)
 
 UNIT_TOKENS = 2048
+# Keys that left the data section: where they live now.
+MOVED_KEYS = {"decoder_start_token_id": "model.decoder_start_token_id"}
 SPLITS = {"train": 0, "validation": 1}
 _SPLIT_SEED = 20240607
 
@@ -44,6 +46,13 @@ class DataConfig(_Validated):
     ``tokenizer``: a tokenizer.json or directory (``None`` = the prepared data's, else the default);
     ``seq_len``: row length (encoder length of an encoder-decoder); ``target_len``: decoder length of an
     encoder-decoder (``None`` = ``seq_len``); ``pack``: several examples per row.
+    ``loss_on_targets_only``: T5's switch of the same name (seqio's decoder feature converters). True: the
+    loss covers the target only. False: a causal decoder's row also carries loss on its source tokens
+    (every token but the first is predicted), whatever the objective; refused for a prefix decoder (its
+    bidirectional prefix sees the tokens it would predict) and an encoder-decoder (the source is the
+    encoder's input, never decoded).
+    The decoder start token of an encoder-decoder is not a data setting: it is the model's
+    ``decoder_start_token_id`` (``ModelConfig.start_token_id``), which generation starts from too.
     """
 
     _where = "data"
@@ -58,7 +67,27 @@ class DataConfig(_Validated):
     pack: bool = True
     validation_fraction: float = 0.05
     skip_bad: bool = False
-    decoder_start_token_id: int | None = None
+    loss_on_targets_only: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
+        """Like every config, plus one line for a key that moved to another section."""
+        if isinstance(data, dict):
+            for key, where in MOVED_KEYS.items():
+                if key in data:
+                    raise ConfigError(f"data.{key} moved to {where}: the model's config decides the decoder start "
+                                      f"token of training and generation alike; set {where} (e.g. --set "
+                                      f"{where}={data[key]}) and drop data.{key}")
+        return super().from_dict(data)
+
+    def check_arch(self, arch: str) -> None:
+        """``ConfigError`` when the settings cannot be laid out for ``arch`` (the loss switch)."""
+        if self.loss_on_targets_only or arch == "causal":
+            return
+        why = ("a prefix decoder sees its source bidirectionally, so a loss on the source would leak the tokens "
+               "it predicts" if arch == "prefix" else "an encoder-decoder never decodes its source")
+        raise ConfigError(f"data.loss_on_targets_only: false is for arch 'causal' only ({why}); the model's arch "
+                          f"is '{arch}': set it to true")
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -162,14 +191,17 @@ class BatchIterator:
     """
 
     def __init__(self, store: TokenStore, tokenizer: Tokenizer, objective: Objective, arch: str,
-                 data: DataConfig, *, split: str, seed: int, rank: int, world_size: int) -> None:
+                 data: DataConfig, *, split: str, seed: int, rank: int, world_size: int,
+                 start_id: int | None = None) -> None:
+        data.check_arch(arch)
         self.store, self.tokenizer, self.objective, self.arch, self.data = store, tokenizer, objective, arch, data
         self.split, self.seed, self.rank, self.world_size = split, seed, rank, world_size
         self.vocab = Vocab.from_tokenizer(tokenizer)
         objective.check(self.vocab)
         self.seq_len = data.seq_len
         self.target_len = data.target_len or data.seq_len
-        self.start_id = data.decoder_start_token_id if data.decoder_start_token_id is not None else self.vocab.pad
+        # the encoder-decoder's first decoder token: the model's start_token_id (the trainer passes it)
+        self.start_id = start_id if start_id is not None else self.vocab.pad
         self.piece_len = piece_length(objective, arch, self.seq_len, self.target_len,
                                       len(self.vocab.special.sentinels))
         doc, start, length = _units(store)
@@ -207,7 +239,8 @@ class BatchIterator:
 
     def _fit(self, ids: np.ndarray, rng: np.random.Generator) -> list[Item]:
         ex = self.objective(ids, rng, self.vocab)
-        item = layout(ex, self.arch, start_id=self.start_id, with_2d=self.objective.uses_2d_positions)
+        item = layout(ex, self.arch, start_id=self.start_id, with_2d=self.objective.uses_2d_positions,
+                      targets_only=self.data.loss_on_targets_only)
         row, dec = item_lengths(item)
         if row <= self.seq_len and dec <= self.target_len:
             return [item]
@@ -316,24 +349,41 @@ def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return out
 
 
-def build_batches(data: DataConfig | dict[str, Any] | None, objective: str | dict[str, Any] | Objective,
-                  arch: str, *, split: str = "train", seed: int = 0, rank: int = 0,
-                  world_size: int = 1) -> BatchIterator:
-    """A ``BatchIterator`` over ``data`` for ``objective`` laid out for ``arch`` (causal, prefix, encoder_decoder)."""
+def resolve_data(data: DataConfig | dict[str, Any] | None) -> DataConfig:
+    """A ``DataConfig`` from itself, a mapping or None (defaults); a missing corpus path is a ``DataError``."""
     if data is None:
         data = DataConfig()
     elif isinstance(data, dict):
         data = DataConfig.from_dict(data)
+    if data.path is not None and not Path(data.path).exists() and data.path != "builtin":
+        raise DataError(f"{data.path}: no such corpus file or folder")
+    if data.path == "builtin":
+        data = data.replace(path=None)
+    return data
+
+
+def data_tokenizer(data: DataConfig | dict[str, Any] | None) -> Tokenizer:
+    """The tokenizer the batches of ``data`` will use (preparing the corpus once if needed)."""
+    return load_store(resolve_data(data))[1]
+
+
+def build_batches(data: DataConfig | dict[str, Any] | None, objective: str | dict[str, Any] | Objective,
+                  arch: str, *, split: str = "train", seed: int = 0, rank: int = 0, world_size: int = 1,
+                  start_id: int | None = None) -> BatchIterator:
+    """A ``BatchIterator`` over ``data`` for ``objective`` laid out for ``arch`` (causal, prefix, encoder_decoder).
+
+    ``start_id``: the first decoder token of an encoder-decoder, the model's ``start_token_id`` (default:
+    the tokenizer's pad id, for callers without a model).
+    """
     if arch not in ARCHS:
         raise ConfigError(f"unknown arch '{arch}'; use one of {', '.join(ARCHS)}")
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; use 'train' or 'validation'")
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} is outside world_size {world_size}")
-    if data.path is not None and not Path(data.path).exists() and data.path != "builtin":
-        raise DataError(f"{data.path}: no such corpus file or folder")
-    if data.path == "builtin":
-        data = data.replace(path=None)
+    data = resolve_data(data)
+    data.check_arch(arch)
     obj = build_objective(objective)
     store, tok = load_store(data)
-    return BatchIterator(store, tok, obj, arch, data, split=split, seed=seed, rank=rank, world_size=world_size)
+    return BatchIterator(store, tok, obj, arch, data, split=split, seed=seed, rank=rank, world_size=world_size,
+                         start_id=start_id)

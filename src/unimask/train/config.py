@@ -97,6 +97,8 @@ class TrainConfig(_Validated):
     ``init_from``: a model or training checkpoint directory (or a run directory: its latest checkpoint);
     ``model`` then holds overrides, e.g. ``{arch: prefix}`` to continue a causal model as a prefix decoder
     with the UL2R mixture (Tay et al. 2022, "Transcending Scaling Laws with 0.1% Extra Compute").
+    ``data``: a ``unimask.data.pipeline.DataConfig`` mapping; ``data.loss_on_targets_only: false`` puts loss on
+    every token of a causal decoder's rows (T5's switch; ``unimask train --loss-on-all-tokens``).
     ``precision``: auto = fp32 on CPU, bf16 autocast on CUDA. ``parallel``: ddp or fsdp2 under torchrun.
     ``eval_every``: held-out loss every N optimizer steps (0 = only at the end), on ``eval_batches``
     validation batches (``data.validation_fraction: 0`` trains on all the text and skips held-out loss).
@@ -161,9 +163,10 @@ class TrainConfig(_Validated):
         from unimask.config import ModelConfig, resolve_model_config
         from unimask.objectives import build_objective
 
+        arch = None
         if self.init_from is None:
             try:
-                resolve_model_config(self.model if self.model is not None else "tiny-causal")
+                arch = resolve_model_config(self.model if self.model is not None else "tiny-causal").arch
             except ConfigError as exc:
                 raise ConfigError(f"model: {exc}") from None
         elif self.model:
@@ -171,7 +174,9 @@ class TrainConfig(_Validated):
             unknown = [k for k in self.model if k not in known]
             if unknown:
                 raise unknown_key_error("model", unknown, known)
-        self.data_config()
+        data = self.data_config()
+        if arch is not None:  # with init_from the arch is known once the checkpoint is read (the trainer checks)
+            data.check_arch(arch)
         try:
             build_objective(self.objective)
         except ConfigError as exc:
@@ -199,13 +204,8 @@ class TrainConfig(_Validated):
         """The ``data`` section as a ``unimask.data.pipeline.DataConfig`` (unknown keys refused)."""
         from unimask.data.pipeline import DataConfig
 
-        data = dict(self.data)
-        known = [f.name for f in dataclasses.fields(DataConfig)]
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            raise unknown_key_error("data", unknown, known)
         try:
-            return DataConfig.from_dict(data) if hasattr(DataConfig, "from_dict") else DataConfig(**data)
+            return DataConfig.from_dict(dict(self.data))  # refuses unknown and moved keys, naming them
         except TypeError as exc:
             raise ConfigError(f"data: {exc}") from None
 

@@ -1,7 +1,8 @@
 """One training loop for every family and objective, with exact resume and data parallelism.
 
-``train(config)`` builds the model (a preset, fields, or ``init_from`` a checkpoint, possibly of another
-family), the objective's batches (``unimask.data.pipeline.build_batches``), AdamW and its schedule, then
+``train(config)`` builds the model config (a preset, fields, or ``init_from`` a checkpoint, possibly of another
+family, fitted to the tokenizer), the objective's batches (``unimask.data.pipeline.build_batches``, whose
+encoder-decoder rows start with the model's ``start_token_id``, as generation does), AdamW and its schedule, then
 runs ``steps`` optimizer steps of ``grad_accum`` micro-batches each. The loss of a step is the sum of token
 cross-entropies over every micro-batch and rank divided by the GLOBAL number of tokens that carry loss, so
 that gradients equal those of single-process training on the same global batch (DESIGN.md, batch
@@ -134,7 +135,7 @@ class Trainer:
     """Holds the run's model, optimizer, schedule and batches; ``fit`` runs the loop."""
 
     def __init__(self, config: TrainConfig, ctx: D.DistContext, *, resume: bool | str | Path | None = None) -> None:
-        from unimask.data.pipeline import build_batches
+        from unimask.data.pipeline import build_batches, data_tokenizer
 
         self.config, self.ctx = config, ctx
         self.out_dir = Path(config.out_dir)
@@ -150,17 +151,20 @@ class Trainer:
         base, init_dir = self._base_model_config()
         self._pick_tokenizer(init_dir)
         self.arch = base.arch
+        # The tokenizer and the model config come before the batches: the model decides the decoder start
+        # token, and the training rows must start with the token generation starts from.
+        self.tokenizer = data_tokenizer(self.data_config)
+        self.model_config = self._fit_vocabulary(base, init_dir)
+        start_id = self.model_config.start_token_id if self.arch == "encoder_decoder" else None
         self._build_batches = lambda split: build_batches(
             self.data_config, config.objective, self.arch, split=split, seed=config.seed, rank=ctx.rank,
-            world_size=ctx.world_size)
+            world_size=ctx.world_size, start_id=start_id)
         self.batches = self._build_batches("train")
-        self.tokenizer = self.batches.tokenizer
         self._validation: Any = None  # rewound to its start before each evaluation
         self._validation_start: dict[str, Any] = {}
         self.evaluates = self.data_config.validation_fraction > 0  # 0: train on everything, no held-out loss
         if self.evaluates:
             self._check_validation()
-        self.model_config = self._fit_vocabulary(base, init_dir)
         model = build_model(self.model_config)
         weights_from = self.resumed.model_dir if self.resumed else init_dir
         if self.resumed:
@@ -244,9 +248,6 @@ class Trainer:
                 if name not in given:
                     with contextlib.suppress(UnimaskError):
                         changes[name] = getattr(tok, role)
-            start = getattr(self.data_config, "decoder_start_token_id", None)
-            if base.arch == "encoder_decoder" and start is not None and "decoder_start_token_id" not in given:
-                changes["decoder_start_token_id"] = start
             if "max_seq_len" not in given and seq_len > base.max_seq_len:
                 changes["max_seq_len"] = seq_len
             base = base.replace(**changes)
