@@ -1,6 +1,7 @@
 """Properties with hypothesis over random lengths and seeds, for every objective at once: the noise fraction and
 the mean span length over many samples, the same seed giving the same output, and packed rows whose examples
-never attend to each other in a real model (its attention probabilities across examples are exactly zero)."""
+never attend to each other in a real model (its self- and cross-attention probabilities across examples are exactly
+zero)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from objectives_helpers import make_vocab, text_ids
 
 import unimask
 from unimask.data.pipeline import to_tensors
-from unimask.models import masks
 from unimask.objectives import OBJECTIVES, BartInfilling, GLMBlank, SpanCorruption, build_objective
 from unimask.objectives.layout import layout, pack_rows, stack_rows
 from unimask.objectives.noise import spans_of, t5_span_counts
@@ -132,10 +132,18 @@ def test_packed_rows_never_attend_across_examples(models, arch, spec, lengths, s
         out = models[arch](**batch, return_attentions=True)
     if arch == "encoder_decoder":
         segs = [batch["segment_ids"][0], batch["decoder_segment_ids"][0]]  # encoder layer, then decoder layer
-        cross = masks.cross(batch["decoder_segment_ids"], batch["segment_ids"], None, dec_width, width)[0]
-        other = batch["decoder_segment_ids"][0][:, None] != batch["segment_ids"][0][None, :]
-        assert not cross[other].any()  # cross attention: a decoder token sees only its own example's source
+        # the model's own cross-attention probabilities (B, H, T_dec, S): a real decoder token puts exactly
+        # nothing on another example's source (or on padding), and all of its probability on its own
+        (cross,) = out.cross_attentions
+        dseg, eseg = batch["decoder_segment_ids"][0], batch["segment_ids"][0]
+        real = dseg > 0
+        other = (dseg[:, None] != eseg[None, :]) & real[:, None]  # (T_dec, S)
+        assert other.any()
+        assert cross[0][:, other].abs().max() == 0
+        own = (dseg[:, None] == eseg[None, :]) & real[:, None]
+        assert torch.allclose((cross[0] * own).sum(-1)[:, real], torch.ones(()))
     else:
+        assert out.cross_attentions is None
         segs = [batch["segment_ids"][0]]
     assert len(out.attentions) == len(segs)
     for probs, seg in zip(out.attentions, segs):

@@ -16,7 +16,12 @@ from unimask.config import ModelConfig
 
 @dataclass
 class LMOutput:
-    """``logits (B, T, V)``; ``loss`` = ``loss_sum / n_loss_tokens`` over labels != -100."""
+    """``logits (B, T, V)``; ``loss`` = ``loss_sum / n_loss_tokens`` over labels != -100.
+
+    With ``return_attentions``: ``attentions`` are the self-attention probabilities of every layer
+    ``(B, H, Tq, Tk)`` (encoder first), ``cross_attentions`` the decoder's cross-attention probabilities
+    ``(B, H, T, S)`` of an encoder-decoder.
+    """
 
     logits: Tensor
     loss: Tensor | None = None
@@ -24,6 +29,7 @@ class LMOutput:
     n_loss_tokens: Tensor | None = None
     attentions: list[Tensor] | None = None
     encoder_out: Tensor | None = None
+    cross_attentions: list[Tensor] | None = None
 
 
 def lm_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -91,19 +97,29 @@ class UnimaskLM(nn.Module):
         return out
 
     def _output(self, h: Tensor, labels: Tensor | None, probs: list[Tensor], encoder_out: Tensor | None = None,
-                ) -> LMOutput:
+                cross_probs: list[Tensor] | None = None) -> LMOutput:
         logits = self.logits(h)
-        out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out)
+        out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out,
+                       cross_attentions=cross_probs or None)
         if labels is not None:
             out.loss, out.loss_sum, out.n_loss_tokens = lm_loss(logits, labels)
         return out
 
     def set_attention_backend(self, backend: str) -> None:
-        """Switch every attention layer to ``sdpa``, ``eager`` or ``flex``."""
-        from unimask.models.attention import Attention
+        """Switch every attention layer to ``sdpa``, ``eager`` or ``flex``.
+
+        ``flex`` (FlexAttention) runs on CUDA only: off CUDA it raises ``ConfigError`` instead of running
+        something else; move the model to a GPU first.
+        """
+        from unimask.errors import ConfigError
+        from unimask.models.attention import Attention, flex_unavailable
 
         if backend not in ("sdpa", "eager", "flex"):
             raise ValueError(f"unknown attention backend '{backend}' (sdpa, eager, flex)")
+        if backend == "flex":
+            why = flex_unavailable(next(self.parameters()).device)
+            if why:
+                raise ConfigError(why)
         for m in self.modules():
             if isinstance(m, Attention):
                 m.backend = backend  # type: ignore[assignment]

@@ -65,6 +65,6 @@ class DecoderLM(UnimaskLM):
             position_ids = positions_from(attention_mask, segment_ids, B, T, input_ids.device, offset=past)
         mask = self.build_mask(B, T, attention_mask=attention_mask, segment_ids=segment_ids, is_prefix=is_prefix,
                                cache=cache, device=input_ids.device)
-        h, probs = self.decoder(self.embed(input_ids), mask, position_ids, block_position_ids=block_position_ids,
+        h, probs, _ = self.decoder(self.embed(input_ids), mask, position_ids, block_position_ids=block_position_ids,
                                 cache=cache, return_probs=return_attentions)
         return self._output(h, labels, probs)

@@ -49,7 +49,8 @@ class EncoderDecoderLM(UnimaskLM):
             mask = mask & masks.padding(attention_mask)
         if position_ids is None:
             position_ids = positions_from(None, segment_ids, B, S, input_ids.device)
-        return self.encoder(self.embed(input_ids), mask, position_ids, return_probs=return_attentions)
+        h, probs, _ = self.encoder(self.embed(input_ids), mask, position_ids, return_probs=return_attentions)
+        return h, probs
 
     def forward(self, input_ids: Tensor | None = None, labels: Tensor | None = None, *,
                 decoder_input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
@@ -57,7 +58,11 @@ class EncoderDecoderLM(UnimaskLM):
                 decoder_attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 decoder_position_ids: Tensor | None = None, encoder_out: Tensor | None = None,
                 cache: KVCache | None = None, return_attentions: bool = False) -> LMOutput:
-        """Source ``input_ids (B, S)``, decoder inputs ``(B, T)`` (default: labels shifted right)."""
+        """Source ``input_ids (B, S)``, decoder inputs ``(B, T)`` (default: labels shifted right).
+
+        ``return_attentions``: ``attentions`` holds the encoder's then the decoder's self-attention
+        probabilities per layer, ``cross_attentions`` the decoder's cross-attention ones ``(B, H, T, S)``.
+        """
         c = self.config
         probs: list[Tensor] = []
         if encoder_out is None:
@@ -81,7 +86,7 @@ class EncoderDecoderLM(UnimaskLM):
         cross_mask = masks.cross(decoder_segment_ids, segment_ids, attention_mask, T, S, device=dev)
         if decoder_position_ids is None:
             decoder_position_ids = positions_from(None, decoder_segment_ids, B, T, dev, offset=past)
-        h, dec_probs = self.decoder(self.embed(decoder_input_ids), self_mask, decoder_position_ids,
-                                    memory=encoder_out, cross_mask=cross_mask, cache=cache,
-                                    return_probs=return_attentions)
-        return self._output(h, labels, probs + dec_probs, encoder_out=encoder_out)
+        h, dec_probs, cross_probs = self.decoder(self.embed(decoder_input_ids), self_mask, decoder_position_ids,
+                                                 memory=encoder_out, cross_mask=cross_mask, cache=cache,
+                                                 return_probs=return_attentions)
+        return self._output(h, labels, probs + dec_probs, encoder_out=encoder_out, cross_probs=cross_probs)

@@ -35,13 +35,14 @@ class Block(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None, *, rope: tuple[Tensor, ...] | None = None,
                 bias: Tensor | None = None, memory: Tensor | None = None, cross_mask: Tensor | None = None,
                 cache: KVCache | None = None, index: int = 0,
-                return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``x (B, T, d)`` -> ``(B, T, d)`` and this layer's self-attention probabilities if asked."""
+                return_probs: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """``x (B, T, d)`` -> ``(B, T, d)``, and if asked this layer's self-attention probabilities
+        ``(B, H, T, T_k)`` and cross-attention probabilities ``(B, H, T, S)`` (None without cross attention)."""
         self_cache = cache.layers[index] if cache is not None else None
         if self.parallel:  # x + attn(norm(x)) + mlp(norm(x)) (Wang & Komatsuzaki 2021; Chowdhery et al. 2022)
             h = self.attn_norm(x)
             a, probs = self.attn(h, mask, rope=rope, bias=bias, cache=self_cache, return_probs=return_probs)
-            return x + self.dropout(a) + self.dropout(self.mlp(h)), probs
+            return x + self.dropout(a) + self.dropout(self.mlp(h)), probs, None
         if self.post_norm:
             a, probs = self.attn(x, mask, rope=rope, bias=bias, cache=self_cache, return_probs=return_probs)
             x = self.attn_norm(x + self.dropout(a))
@@ -49,14 +50,16 @@ class Block(nn.Module):
             a, probs = self.attn(self.attn_norm(x), mask, rope=rope, bias=bias, cache=self_cache,
                                  return_probs=return_probs)
             x = x + self.dropout(a)
+        cross_probs = None
         if self.has_cross:
             cross_cache = cache.cross[index] if cache is not None and cache.cross else None
             src = x if self.post_norm else self.cross_norm(x)
-            c, _ = self.cross_attn(src, cross_mask, memory=memory, cache=cross_cache)
+            c, cross_probs = self.cross_attn(src, cross_mask, memory=memory, cache=cross_cache,
+                                             return_probs=return_probs)
             x = self.cross_norm(x + self.dropout(c)) if self.post_norm else x + self.dropout(c)
         if self.post_norm:
-            return self.mlp_norm(x + self.dropout(self.mlp(x))), probs
-        return x + self.dropout(self.mlp(self.mlp_norm(x))), probs
+            return self.mlp_norm(x + self.dropout(self.mlp(x))), probs, cross_probs
+        return x + self.dropout(self.mlp(self.mlp_norm(x))), probs, cross_probs
 
 
 class Stack(nn.Module):
@@ -86,8 +89,9 @@ class Stack(nn.Module):
     def forward(self, tok: Tensor, mask: Tensor | None, position_ids: Tensor, *,
                 block_position_ids: Tensor | None = None, memory: Tensor | None = None,
                 cross_mask: Tensor | None = None, cache: KVCache | None = None,
-                return_probs: bool = False) -> tuple[Tensor, list[Tensor]]:
-        """``tok (B, T, d)`` embedded tokens, ``position_ids (B, T)`` -> hidden states ``(B, T, d)``."""
+                return_probs: bool = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """``tok (B, T, d)`` embedded tokens, ``position_ids (B, T)`` -> hidden states ``(B, T, d)``, and with
+        ``return_probs`` each layer's self- and (decoder of an encoder-decoder) cross-attention probabilities."""
         h = tok * self.embed_scale if self.embed_scale != 1.0 else tok
         cfg = self.config
         if cfg.position == "learned":
@@ -109,11 +113,14 @@ class Stack(nn.Module):
         mask = to_attention_mask(mask) if mask is not None else None
         cross_mask = to_attention_mask(cross_mask) if cross_mask is not None else None
         probs: list[Tensor] = []
+        cross_probs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            h, p = layer(h, mask, rope=rope, bias=bias, memory=memory, cross_mask=cross_mask, cache=cache,
-                         index=i, return_probs=return_probs)
+            h, p, c = layer(h, mask, rope=rope, bias=bias, memory=memory, cross_mask=cross_mask, cache=cache,
+                            index=i, return_probs=return_probs)
             if p is not None:
                 probs.append(p)
+            if c is not None:
+                cross_probs.append(c)
         if self.final_norm is not None:
             h = self.final_norm(h)
-        return h, probs
+        return h, probs, cross_probs
