@@ -2,7 +2,8 @@
 
 Backends: ``sdpa`` (torch's scaled_dot_product_attention with a bool mask; the default), ``eager`` (plain
 matmul/softmax that can return the attention probabilities, for analysis) and ``flex`` (FlexAttention,
-CUDA only, since it has no backward on CPU).
+CUDA only, since it has no backward on CPU: asking for it elsewhere raises ``ConfigError`` rather than
+silently running SDPA).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unimask.config import ModelConfig
+from unimask.errors import ConfigError
 from unimask.models.kv_cache import LayerCache
 from unimask.models.layers import rotate_qk
 from unimask.models.masks import to_attention_mask
@@ -30,11 +32,15 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, bias: Tensor
     ``mask``: bool, True = may attend, broadcastable to ``(B, H, Tq, Tk)``. ``bias``: additive
     ``(B or 1, H, Tq, Tk)`` (T5 relative positions). Returns ``(out (B, H, Tq, D), probs or None)``.
     """
+    if backend == "flex":
+        why = flex_unavailable(q.device)
+        if why:
+            raise ConfigError(why)
     if mask is not None:
         mask = to_attention_mask(mask) if mask.dim() < 4 else mask
     if backend == "eager" or return_probs:
         return _eager(q, k, v, mask, bias, scale, dropout_p, return_probs)
-    if backend == "flex" and q.is_cuda:
+    if backend == "flex":
         return _flex(q, k, v, mask, bias, scale), None
     attn_mask: Tensor | None = mask
     if bias is not None:
@@ -45,6 +51,14 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, bias: Tensor
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale,
                                          enable_gqa=gqa)
     return out, None
+
+
+def flex_unavailable(device: torch.device) -> str:
+    """Why FlexAttention cannot run on ``device`` (one line), or ``""`` when it can (CUDA only)."""
+    if device.type == "cuda":
+        return ""
+    return (f"attention backend 'flex' (FlexAttention) runs on CUDA only, and this runs on {device.type}; move "
+            "the model to a GPU first, or use 'sdpa' (the default) or 'eager'")
 
 
 def _repeat_kv(x: Tensor, n_heads: int) -> Tensor:
