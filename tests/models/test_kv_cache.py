@@ -79,14 +79,23 @@ def test_batched_generation_matches_one_prompt_at_a_time() -> None:
         assert torch.equal(batch[i], single[0])
 
 
-def test_eos_stops_and_pads() -> None:
-    model = build_model("tiny-causal").eval()
-    first = model.generate(PROMPTS, max_new_tokens=4)
-    eos = int(first[0, 1])
-    out = model.generate(PROMPTS, max_new_tokens=4, eos_token_id=eos)
-    row = out[0].tolist()
-    k = row.index(eos)
-    assert all(t == model.config.pad_token_id for t in row[k + 1:])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_eos_stops_and_pads(use_cache: bool) -> None:
+    """A row that produced EOS is padded afterwards, with pad (not EOS: here they differ), and the other rows go on."""
+    pad = 3
+    model = build_model(preset("tiny-causal", pad_token_id=pad, init_std=0.2)).eval()
+    free = model.generate(PROMPTS, max_new_tokens=6, eos_token_id=-1, use_cache=use_cache)
+    eos = int(free[0, 1])
+    assert eos != pad and pad not in free.tolist()[0]  # so that padding is visible
+    out = model.generate(PROMPTS, max_new_tokens=6, eos_token_id=eos, use_cache=use_cache)
+    for row, ref in zip(out.tolist(), free.tolist()):
+        if eos not in ref:
+            assert row == ref  # never stopped
+            continue
+        k = ref.index(eos)
+        assert row[:k + 1] == ref[:k + 1]  # the same tokens up to and including EOS
+        assert row[k + 1:] == [pad] * (len(row) - k - 1)
+    assert out[0, 2:].tolist() == [pad] * 4
 
 
 def test_sampling_is_reproducible_with_a_seed_and_respects_top_k() -> None:

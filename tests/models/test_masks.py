@@ -99,3 +99,17 @@ def test_family_masks_shapes() -> None:
     assert prefix[0, 2] and not prefix[3, 4] and prefix[4, 3]
     enc_dec = masks.family_masks("encoder_decoder", 3, 2)
     assert [m.shape for m in enc_dec.values()] == [(3, 3), (2, 2), (2, 3)]
+
+
+def test_family_masks_content_by_hand() -> None:
+    """Every mask of every family, entry by entry (source of 3 tokens, target of 2)."""
+    lower = torch.tensor([[T, F, F, F, F], [T, T, F, F, F], [T, T, T, F, F], [T, T, T, T, F], [T, T, T, T, T]])
+    (causal,) = masks.family_masks("causal", 3, 2).values()
+    assert torch.equal(causal, lower)
+    (prefix,) = masks.family_masks("prefix", 3, 2).values()
+    assert torch.equal(prefix, torch.tensor([[T, T, T, F, F], [T, T, T, F, F], [T, T, T, F, F],
+                                             [T, T, T, T, F], [T, T, T, T, T]]))
+    enc, dec, cross = masks.family_masks("encoder_decoder", 3, 2).values()
+    assert torch.equal(enc, torch.ones(3, 3, dtype=torch.bool))
+    assert torch.equal(dec, torch.tensor([[T, F], [T, T]]))
+    assert torch.equal(cross, torch.ones(2, 3, dtype=torch.bool))

@@ -146,3 +146,21 @@ def test_busy_server_answers_429_and_api_key(engine: LoadedModel, server_class: 
         # slots come back: the server answers again
         r = httpx.post(s.url + "/v1/completions", headers=headers, json={"prompt": "c", "max_tokens": 2}, timeout=30)
         assert r.status_code == 200
+
+
+def test_the_servers_own_max_tokens_limit(server: Server, engine: LoadedModel) -> None:
+    """The server's limit (64 here) is below the model's context: above it is refused even though it would fit,
+    up to it is served; a chat without max_tokens is sized within it."""
+    assert engine.context_length > 65
+    for route, body in (("/v1/completions", {"prompt": "Hi"}),
+                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]})):
+        r = httpx.post(server.url + route, json={**body, "max_tokens": 65}, timeout=30)
+        assert r.status_code == 400, route
+        error = r.json()["error"]
+        assert "over this server's limit of 64" in error["message"] and error["param"] == "max_tokens"
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "Hi", "max_tokens": 64, "temperature": 0},
+                   timeout=60)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 64
+    r = httpx.post(server.url + "/v1/chat/completions", timeout=60,
+                   json={"messages": [{"role": "user", "content": "Hi"}], "temperature": 0})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 64
