@@ -101,9 +101,9 @@ def test_more_bad_checkpoints_are_one_line(tmp_path: Path, damage: str, capsys: 
         assert str(ckpt / "config.json") in capsys.readouterr().err
 
 
-def test_demo_output_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_tour_output_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "file").write_text("x")
-    assert main(["demo", "--out", str(tmp_path / "file" / "demo")]) == 2
+    assert main(["tour", "--out", str(tmp_path / "file" / "tour")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "is a file" in err
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from unimask.errors import UnimaskError
 
 COMMAND_MODULES = (
-    "demo", "info", "masks", "tokenizer", "data", "objectives", "train", "convert", "generate", "serve",
-    "params", "rank", "emergence",
+    "demo", "compare", "report", "tour", "info", "masks", "tokenizer", "data", "objectives", "train", "convert",
+    "generate", "serve", "params", "rank", "emergence",
 )
 
 

@@ -1,4 +1,4 @@
-"""``unimask demo``: the main job on the built-in default.
+"""``unimask tour``: a tour of the foundation (masks, a forward pass and cached decoding per family).
 
 Shows the three families' masks, runs a forward pass of a tiny model of each family and decodes from it
 with the KV cache, checking the cached tokens against decoding without the cache.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="masks, a forward pass and cached generation for each family")
-    p.add_argument("--out", default="out/demo", help="folder for the figure and checkpoints")
+    p = sub.add_parser("tour", help="masks, a forward pass and cached generation for each family")
+    p.add_argument("--out", default="out/tour", help="folder for the figure and checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
