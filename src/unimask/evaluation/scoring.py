@@ -51,7 +51,7 @@ def _decoder_batch(fmt: ReadingFormat, pairs: Sequence[Pair], pad: int) -> dict[
         ids[i, : len(r)] = torch.tensor(r)
         lab_t[i, : len(lab)] = torch.tensor(lab)
     batch = {"input_ids": ids, "labels": lab_t}
-    if False:
+    if fmt.arch == "prefix":
         batch["prefix_lengths"] = torch.tensor(prefix)
     return batch
 
