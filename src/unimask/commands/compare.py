@@ -77,8 +77,9 @@ def summary(results: dict[str, Any], findings: list[Any]) -> str:
     lines = ["", "Did every model learn? (held-out loss vs unigram baseline; in-distribution accuracy vs chance)"]
     for name, v in learned(results).items():
         mark = "ok " if v["ok"] else "NO "
-        lines.append(f"  {mark} {name:<24} loss {v['text_loss']:.3f} (unigram {v['unigram']:.3f})   "
-                     f"accuracy {100 * v['accuracy']:.1f}% (chance {100 * v['chance']:.0f}%)")
+        lines.append(f"  {mark} {name:<22} text loss {v['text_loss']:.3f} (unigram {v['unigram']:.3f})  "
+                     f"accuracy {100 * v['accuracy']:.1f}% (chance {100 * v['chance']:.0f}%)  "
+                     f"own objective {v['own_loss']:.3f}")
     lines += ["", "Verdicts on the notes' claims:"]
     cv = claim_values(results)
     for f in findings:

@@ -192,14 +192,25 @@ def f_efficiency(results: dict[str, Any]) -> Finding:
                    key_number=values.get("gain", ""))
 
 
+def _own_loss_drop(run: dict[str, Any]) -> tuple[float, float]:
+    """(first, last) held-out loss on the run's own objective (the trainer's validation split)."""
+    curve = run.get("loss_curve") or []
+    if len(curve) < 2:
+        return math.nan, math.nan
+    return curve[0]["heldout_loss"], curve[-1]["heldout_loss"]
+
+
 def f_objectives(results: dict[str, Any]) -> Finding:
     rows = rows_of(results)
     base = results["baselines"]["unigram_text_loss"]
+    first = {name: stat(runs, lambda r: _own_loss_drop(r)[0]) for name, runs in rows.items()}
+    last = {name: stat(runs, lambda r: _own_loss_drop(r)[1]) for name, runs in rows.items()}
     text = {name: stat(runs, lambda r: r["eval"]["text_loss"]) for name, runs in rows.items()}
-    beat = {name: s.mean < base for name, s in text.items()}
-    numbers = [(f"row:{name}", f"{text[name].text()} (unigram {base:.3f})") for name in rows]
-    return Finding("objectives", 3, SUPPORTED if all(beat.values()) else CONTRADICTED, numbers,
-                   figures=["target_loss"], key_number=f"{sum(beat.values())}/{len(beat)}")
+    trained = {name: first[name].mean - last[name].mean > 1.0 for name in rows}
+    numbers = [(f"row:{name}", f"{runs[0]['objective']}: {first[name].mean:.3f} -> {last[name].text()}; "
+                               f"text {text[name].mean:.3f} (unigram {base:.3f})") for name, runs in rows.items()]
+    return Finding("objectives", 3, SUPPORTED if all(trained.values()) else CONTRADICTED, numbers,
+                   figures=["curves", "target_loss"], key_number=f"{sum(trained.values())}/{len(trained)}")
 
 
 def _multi_token_points(results: dict[str, Any]) -> list[dict[str, float]]:
@@ -401,8 +412,9 @@ def learned(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for name, runs in rows_of(results).items():
         loss = stat(runs, lambda r: r["eval"]["text_loss"])
         acc = stat(runs, lambda r: task_mean(r, "in_distribution"))
+        own = stat(runs, lambda r: _own_loss_drop(r)[1])
         out[name] = {"text_loss": loss.mean, "unigram": base, "accuracy": acc.mean, "chance": chance,
-                     "ok": loss.mean < base - 0.5 and acc.mean > chance + 0.1}
+                     "own_loss": own.mean, "ok": loss.mean < base - 0.5 and acc.mean > chance + 0.1}
     return out
 
 

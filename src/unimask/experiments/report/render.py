@@ -148,13 +148,13 @@ def _learned_html(results: dict[str, Any]) -> str:
     info = learned(results)
     runs = rows_of(results)
     head = (f"<tr><th>{_ui('row')}</th><th>{_ui('params')}</th><th>{_ui('steps')}</th><th>{_ui('text_loss')}</th>"
-            f"<th>{_ui('accuracy')}</th><th></th></tr>")
+            f"<th>{_ui('accuracy')}</th><th>{_ui('own_loss')}</th><th></th></tr>")
     body = ""
     for name, v in info.items():
         ok = _ui("learned_ok") if v["ok"] else _ui("learned_no")
         body += (f"<tr><td>{_label_both('row:' + name)}</td><td>{runs[name][0]['params']:,}</td>"
                  f"<td>{runs[name][0]['steps']:,}</td><td>{v['text_loss']:.3f}</td><td>{100 * v['accuracy']:.1f}%</td>"
-                 f"<td>{ok}</td></tr>")
+                 f"<td>{v['own_loss']:.3f}</td><td>{ok}</td></tr>")
     base = results["baselines"]
     intro = _ui("learned_intro", unigram=f"{base['unigram_text_loss']:.3f}",
                 chance=f"{100 * base['chance_accuracy']:.0f}%")
@@ -222,10 +222,12 @@ def render_markdown(results: dict[str, Any], findings: list[Finding], figures: d
     out += [f"## {UI['learned'][lang]}", "", t(UI, "learned_intro", lang,
                                                  unigram=f"{results['baselines']['unigram_text_loss']:.3f}",
                                                  chance=f"{100 * results['baselines']['chance_accuracy']:.0f}%"), "",
-            f"| {UI['row'][lang]} | {UI['text_loss'][lang]} | {UI['accuracy'][lang]} | |", "|---|---|---|---|"]
+            f"| {UI['row'][lang]} | {UI['text_loss'][lang]} | {UI['accuracy'][lang]} | {UI['own_loss'][lang]} | |",
+            "|---|---|---|---|---|"]
     for name, v in info.items():
         ok = UI["learned_ok"][lang] if v["ok"] else UI["learned_no"][lang]
-        out.append(f"| {label('row:' + name, lang)} | {v['text_loss']:.3f} | {100 * v['accuracy']:.1f}% | {ok} |")
+        out.append(f"| {label('row:' + name, lang)} | {v['text_loss']:.3f} | {100 * v['accuracy']:.1f}% | "
+                   f"{v['own_loss']:.3f} | {ok} |")
     out.append("")
     for q in sorted(QUESTIONS, key=int):
         out += [f"## Q{q}. {QUESTIONS[q][lang]}", ""]

@@ -29,13 +29,14 @@ UI: dict[str, Text] = {
         "zh": "只有每个模型都学到了东西，比较才有意义。下表列出留出文本的损失（nats/token，一元模型基线为 "
               "{unigram}）和分布内任务准确率（随机水平为 {chance}）："},
     "learned_ok": {"en": "learned", "zh": "已学到"},
-    "learned_no": {"en": "did NOT learn enough: its comparisons are not meaningful",
-                   "zh": "学得不够：与它相关的比较没有意义"},
+    "learned_no": {"en": "did NOT learn enough to answer in this format: read its comparisons with care",
+                   "zh": "在这种读取格式下学得不够：与它相关的比较需谨慎看待"},
     "row": {"en": "Row", "zh": "实验行"},
     "params": {"en": "Parameters", "zh": "参数量"},
     "steps": {"en": "Steps", "zh": "步数"},
     "text_loss": {"en": "Held-out loss", "zh": "留出损失"},
     "accuracy": {"en": "In-distribution accuracy", "zh": "分布内准确率"},
+    "own_loss": {"en": "Held-out loss, own objective", "zh": "自身目标的留出损失"},
     "setup": {"en": "The study", "zh": "实验设置"},
     "setup_text": {
         "en": "Study '{study}': {rows} rows (family x objective x size) x {seeds} seeds, each trained for "
@@ -144,10 +145,11 @@ RAN: dict[str, Text] = {
                          "{repeats} times, interleaved.",
                    "zh": "所有实验行使用相同的训练 FLOPs；在从未进入语料的文档上，给定 {src} 个 token 的前文，"
                          "计算接下来 {cont} 个 token 的损失；并交替计时两种 decoder 的单步训练 {repeats} 次。"},
-    "objectives": {"en": "Each family trained with its objective (causal LM, prefix LM, T5 span corruption); "
-                         "held-out loss against the corpus' unigram baseline.",
-                   "zh": "每种架构用各自的训练目标训练（causal LM、prefix LM、T5 span corruption），并将留出损失与语料"
-                         "的一元模型基线比较。"},
+    "objectives": {"en": "Each family trained with its objective (causal LM, prefix LM, T5 span corruption): "
+                         "held-out loss on that objective at the start and the end of training, and the loss on "
+                         "held-out text continuations against the corpus' unigram baseline.",
+                   "zh": "每种架构用各自的训练目标训练（causal LM、prefix LM、T5 span corruption）："
+                         "比较训练开始与结束时该目标上的留出损失，以及留出文本续写损失与语料一元模型基线。"},
     "loss_tokens": {"en": "The trainer counted, over every step of every run, the input tokens and the tokens that "
                           "carry loss.",
                     "zh": "训练器在每次运行的每一步统计输入 token 数和参与损失计算的 token 数。"},
@@ -199,8 +201,10 @@ RULES: dict[str, Text] = {
               "zh": "所有 causal decoder 运行中变化恰好为 0、其他运行中都大于 0，则判为支持。"},
     "efficiency": {"en": "The verdict rule on held-out loss, causal decoder against prefix decoder.",
                    "zh": "对留出损失应用判定规则：causal decoder 对比 prefix decoder。"},
-    "objectives": {"en": "Supported if every row's held-out loss is below the unigram baseline.",
-                   "zh": "所有实验行的留出损失都低于一元模型基线，则判为支持。"},
+    "objectives": {"en": "Supported if every row's held-out loss on its own objective fell by more than 1 nat per "
+                         "token: each objective trains its model.",
+                   "zh": "若每个实验行在自身训练目标上的留出损失都下降超过 1 nat/token（即每种目标都能训练模型），"
+                         "则判为支持。"},
     "loss_tokens": {"en": "The verdict rule on the share of tokens that carry loss, causal against prefix decoder.",
                     "zh": "对参与损失的 token 比例应用判定规则：causal decoder 对比 prefix decoder。"},
     "metrics": {"en": "Supported if exact match stays within 0.1 of p^L on average: the sharp rise of exact match "
@@ -263,6 +267,11 @@ NOTES: dict[str, Text] = {
                   "Patterson 等（2021）给出的是 GPT-3 本身的估计。"},
     "composite": {"en": "The notes print the whole task's rates rounded; the calculator gives them exactly.",
                   "zh": "笔记给出的整体比例是取整后的数字；计算器给出精确值。"},
+    "objectives": {"en": "A denoiser trained on short spans learns its objective yet continues text poorly (its "
+                         "text loss can exceed the unigram baseline): it has to be adapted before it is prompted, "
+                         "as UL2 and U-PaLM do with prefix-LM denoisers.",
+                   "zh": "在短片段上训练的去噪模型能学会自身目标，却不擅长续写文本（其文本损失可能高于一元模型基线）："
+                         "要先经过适配才能用提示词使用，UL2 和 U-PaLM 正是加入 prefix-LM 去噪来做到这一点。"},
     "loss_tokens": {"en": "Tokens carrying loss per training FLOP differ even more: span corruption predicts only the "
                           "masked spans.",
                     "zh": "按每训练 FLOP 计，差异更大：span corruption 只预测被遮盖的片段。"},
