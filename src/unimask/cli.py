@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from unimask.errors import UnimaskError
 
 COMMAND_MODULES = (
-    "demo", "compare", "report", "tour", "info", "masks", "tokenizer", "data", "objectives", "train", "convert",
+    "demo", "compare", "report", "tour", "info", "masks", "tokenizer", "data", "objectives", "train", "finetune",
+    "convert",
     "generate", "serve", "params", "rank", "emergence",
 )
 

@@ -362,9 +362,15 @@ def resolve_data(data: DataConfig | dict[str, Any] | None) -> DataConfig:
     return data
 
 
-def data_tokenizer(data: DataConfig | dict[str, Any] | None) -> Tokenizer:
-    """The tokenizer the batches of ``data`` will use (preparing the corpus once if needed)."""
-    return load_store(resolve_data(data))[1]
+def data_tokenizer(data: DataConfig | dict[str, Any] | None, objective: Any = None) -> Tokenizer:
+    """The tokenizer the batches of ``data`` will use (preparing the corpus once if needed). Labelled data
+    (``objective: supervised``) is tokenized on the fly with ``data.tokenizer`` or the default tokenizer."""
+    from unimask.finetune.batches import SupervisedSpec
+
+    data = resolve_data(data)
+    if SupervisedSpec.from_objective(objective) is not None:
+        return Tokenizer.load(data.tokenizer) if data.tokenizer else default_tokenizer()
+    return load_store(data)[1]
 
 
 def build_batches(data: DataConfig | dict[str, Any] | None, objective: str | dict[str, Any] | Objective,
@@ -383,6 +389,14 @@ def build_batches(data: DataConfig | dict[str, Any] | None, objective: str | dic
         raise ConfigError(f"rank {rank} is outside world_size {world_size}")
     data = resolve_data(data)
     data.check_arch(arch)
+    from unimask.finetune.batches import SupervisedSpec, supervised_batches
+
+    spec = SupervisedSpec.from_objective(objective)
+    if spec is not None:
+        tok = data_tokenizer(data, objective)
+        start = start_id if start_id is not None else tok.pad_id
+        return supervised_batches(data, spec, arch, tok, split=split, seed=seed, rank=rank,  # type: ignore[return-value]
+                                  world_size=world_size, start_id=start, pad=tok.pad_id)
     obj = build_objective(objective)
     store, tok = load_store(data)
     return BatchIterator(store, tok, obj, arch, data, split=split, seed=seed, rank=rank, world_size=world_size,

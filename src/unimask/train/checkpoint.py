@@ -19,6 +19,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,8 +176,10 @@ def _write_json(path: Path, data: Any) -> None:
 
 def save_checkpoint(out_dir: str | Path, step: int, *, model_state: dict[str, Tensor], model_config: ModelConfig,
                     tokenizer: Any, optimizer_state: dict[str, Any], rng: list[dict[str, Any]],
-                    trainer_state: dict[str, Any]) -> Path:
-    """Write ``checkpoint-<step>`` atomically (temporary directory, then rename). Rank 0 only."""
+                    trainer_state: dict[str, Any], extra: Callable[[Path], Any] | None = None) -> Path:
+    """Write ``checkpoint-<step>`` atomically (temporary directory, then rename). Rank 0 only.
+    ``extra(folder)`` writes more files into the checkpoint before it is renamed into place (a LoRA
+    adapter in peft's format goes to ``adapter/``)."""
     out = Path(out_dir)
     final = out / f"checkpoint-{step}"
     if final.exists():
@@ -200,6 +203,8 @@ def save_checkpoint(out_dir: str | Path, step: int, *, model_state: dict[str, Te
         rng_tensors, rng_rest = _rng_to_files(rng)
         save_tensors(rng_tensors, tmp / RNG)
         _write_json(tmp / STATE, {**trainer_state, "format": FORMAT, "step": step, "rng": rng_rest})
+        if extra is not None:
+            extra(tmp)
         os.replace(tmp, final)
     except OSError as exc:  # a full disk, a lost mount: no half checkpoint stays behind
         shutil.rmtree(tmp, ignore_errors=True)

@@ -112,6 +112,7 @@ class TrainConfig(_Validated):
     model: str | dict[str, Any] | None = None
     init_from: str | None = None
     objective: str | dict[str, Any] = "causal_lm"
+    lora: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     steps: int = 100
@@ -177,10 +178,17 @@ class TrainConfig(_Validated):
         data = self.data_config()
         if arch is not None:  # with init_from the arch is known once the checkpoint is read (the trainer checks)
             data.check_arch(arch)
-        try:
-            build_objective(self.objective)
-        except ConfigError as exc:
-            raise ConfigError(str(exc) if str(exc).startswith("objective") else f"objective: {exc}") from None
+        from unimask.finetune.batches import SupervisedSpec
+
+        if SupervisedSpec.from_objective(self.objective) is None:
+            try:
+                build_objective(self.objective)
+            except ConfigError as exc:
+                raise ConfigError(str(exc) if str(exc).startswith("objective") else f"objective: {exc}") from None
+        if self.lora is not None:
+            from unimask.finetune.lora import LoraSpec
+
+            LoraSpec.from_dict(self.lora)
 
     # Construction ------------------------------------------------------------------------------------
 

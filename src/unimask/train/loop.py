@@ -40,6 +40,7 @@ from unimask.train.metrics import METRICS, TENSORBOARD, MetricsLog, Progress
 from unimask.train.optim import Schedule, build_optimizer
 
 log = logging.getLogger(__name__)
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter inside each checkpoint, in peft's own format
 
 
 class TrainingDiverged(UnimaskError):
@@ -153,7 +154,7 @@ class Trainer:
         self.arch = base.arch
         # The tokenizer and the model config come before the batches: the model decides the decoder start
         # token, and the training rows must start with the token generation starts from.
-        self.tokenizer = data_tokenizer(self.data_config)
+        self.tokenizer = data_tokenizer(self.data_config, config.objective)
         self.model_config = self._fit_vocabulary(base, init_dir)
         start_id = self.model_config.start_token_id if self.arch == "encoder_decoder" else None
         self._build_batches = lambda split: build_batches(
@@ -166,14 +167,40 @@ class Trainer:
         if self.evaluates:
             self._check_validation()
         model = build_model(self.model_config)
-        weights_from = self.resumed.model_dir if self.resumed else init_dir
+        self.lora = None
+        if config.lora is not None:
+            from unimask.finetune.lora import LoraSpec
+
+            if init_dir is None:
+                raise ConfigError("lora adapts a pretrained model: set init_from to a checkpoint or model directory")
+            self.lora = LoraSpec.from_dict(config.lora)
+        # a LoRA run resumes from its frozen base (init_from) plus the checkpoint's adapter
+        weights_from = self.resumed.model_dir if self.resumed and self.lora is None else init_dir
         if self.resumed:
             diff = ckpt.config_difference(self.resumed.model_config, self.model_config)
             if diff:
                 raise CheckpointError(f"cannot resume {self.resumed.path}: model {diff}; resume with the run "
                                       "config that wrote it")
         if weights_from is not None:
-            load_state_into(model, read_tensors(weights_from), source=str(weights_from))
+            tensors = read_tensors(weights_from)
+            source_config = getattr(self, "init_config", None) if weights_from == init_dir else None
+            if source_config is not None:
+                from unimask.finetune.adapt import decoder_to_encoder_decoder, needs_adaptation
+
+                if needs_adaptation(source_config, self.model_config):
+                    tensors = decoder_to_encoder_decoder(tensors, source_config, self.model_config)
+            load_state_into(model, tensors, source=str(weights_from))
+        if self.lora is not None:
+            from unimask.finetune.lora import apply_lora, load_adapter_state
+
+            model = apply_lora(model, self.lora)
+            if self.resumed:
+                from safetensors.torch import load_file
+
+                adapter = self.resumed.path / ADAPTER_DIR / "adapter_model.safetensors"
+                if not adapter.is_file():
+                    raise CheckpointError(f"{adapter}: missing; {self.resumed.path} holds no LoRA adapter to resume")
+                load_adapter_state(model, load_file(str(adapter)))
         torch.manual_seed(config.seed + ctx.rank)  # dropout streams differ per rank
         self.model = D.wrap_model(model.to(ctx.device), ctx)
         if config.compile:
@@ -220,6 +247,7 @@ class Trainer:
             from unimask.checkpoint import load_config
 
             base = load_config(init_dir)
+            self.init_config = base
             overrides = dict(spec or {})
             return (base.replace(**overrides) if overrides else base), init_dir
         try:
@@ -460,7 +488,13 @@ class Trainer:
     def _save(self) -> Path | None:
         """Gather full states (collective) and let rank 0 write ``checkpoint-<step>`` atomically."""
         ctx = self.ctx
-        model_state = D.full_model_state(self.model, ctx)
+        if self.lora is not None:
+            from unimask.finetune.lora import merged_state, save_adapter
+
+            model_state = merged_state(self.model)  # an ordinary model directory, adapters merged in
+            extra = lambda folder: save_adapter(self.model, folder / ADAPTER_DIR)
+        else:
+            model_state, extra = D.full_model_state(self.model, ctx), None
         optim_state = D.full_optimizer_state(self.model, self.optimizer, ctx)
         data_states = D.all_gather_json(self.batches.state_dict(), ctx)
         rng = D.all_gather_json(ckpt.capture_rng(), ctx)
@@ -470,7 +504,7 @@ class Trainer:
                      "counters": self.counters, "parallel": ctx.parallel, "config": self.config.to_dict()}
             path = ckpt.save_checkpoint(self.out_dir, self.step, model_state=model_state,
                                         model_config=self.model_config, tokenizer=self.tokenizer,
-                                        optimizer_state=optim_state, rng=rng, trainer_state=state)
+                                        optimizer_state=optim_state, rng=rng, trainer_state=state, extra=extra)
             ckpt.prune_checkpoints(self.out_dir, self.config.keep_last)
         D.barrier(ctx)
         return path
