@@ -24,7 +24,7 @@ from unimask.data.tokenizer import Tokenizer, train_tokenizer
 from unimask.errors import DataError
 
 NOVEL = {"max": "largest", "min": "smallest", "mode": "most common", "lookup": "value", "sort": "in order",
-         "maxmin": "largest and smallest"}
+         "maxmin": "largest and smallest", "median": "middle"}
 DIGITS = [str(d) for d in range(10)]
 LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
@@ -45,6 +45,9 @@ def solve(name: str, x: list[str]) -> list[str]:
         return [str(min(digits))]
     if name == "maxmin":
         return [str(max(digits)), str(min(digits))]
+    if name == "median":
+        assert len(set(digits)) == 3, x
+        return [str(sorted(digits)[1])]
     if name == "sort":
         return [str(d) for d in sorted(digits)]
     if name == "mode":
@@ -159,8 +162,8 @@ def test_few_shot_prefix_holds_k_solved_lines(novel: bool) -> None:
 
 
 def test_bad_arguments_are_one_clear_error() -> None:
-    with pytest.raises(DataError, match="unknown task 'median'; the suite has: max, min"):
-        instances("median", 3, seed=0)
+    with pytest.raises(DataError, match="unknown task 'mean'; the suite has: max, min"):
+        instances("mean", 3, seed=0)
     with pytest.raises(DataError, match="unknown split 'dev'"):
         instances("max", 3, seed=0, split="dev")
     with pytest.raises(DataError, match="must be >= 0"):

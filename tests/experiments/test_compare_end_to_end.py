@@ -53,6 +53,31 @@ def test_results_hold_every_run_with_provenance(smoke_study: Path) -> None:
     assert (smoke_study / "figures" / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_finetuning_stage_compares_pretrained_with_scratch(smoke_study: Path) -> None:
+    res = _results(smoke_study)
+    spec = load_study("smoke")
+    ft = res["finetune"]
+    assert ft["task"] == spec.finetune_task and ft["task"] not in spec.tasks  # held out of pretraining
+    got = {(r["row"], r["init"], r["n"], r["seed"]) for r in ft["runs"]}
+    want = {(row, init, n, s) for row in spec.finetune_rows for init in ("pretrained", "scratch")
+            for n in spec.finetune_sizes for s in range(spec.seeds)}
+    want |= {(row, "pretrained", n, s) for row in ("adapted-encdec", "encdec-prefix-compute")
+             for n in spec.finetune_sizes for s in range(spec.seeds)}
+    assert len(ft["runs"]) == len(want) * spec.finetune_seeds
+    assert got == want
+    for run in ft["runs"]:
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["steps"] == spec.finetune_steps
+        config = json.loads((Path(run["run_dir"]) / "result.json").read_text())
+        assert config["init"] == run["init"]
+        pretrained_from = (Path(run["run_dir"]) / "config.yaml").read_text()
+        assert ("init_from:" in pretrained_from and "init_from: null" not in pretrained_from) == \
+            (run["init"] == "pretrained")
+    adapted = [r for r in ft["runs"] if r["row"] == "adapted-encdec"]
+    native = [r for r in ft["runs"] if r["row"] == "encdec-prefix-compute"]
+    assert adapted[0]["arch"] == native[0]["arch"] == "encoder_decoder"
+    assert adapted[0]["params"] == native[0]["params"]  # the same shape
+
+
 def test_report_has_every_question_and_numbers_from_the_results(smoke_report: Path, smoke_study: Path) -> None:
     res = _results(smoke_study)
     html = (smoke_report / "report.html").read_text(encoding="utf-8")
@@ -99,7 +124,7 @@ def test_bad_input_is_one_clear_line(smoke_study: Path, smoke_report: Path, tmp_
     _one_line_error(capsys, "raise budget_flops")
     # another study's folder is not touched without --overwrite
     before = {p: p.read_bytes() for p in smoke_study.rglob("*.json")}
-    assert main(["compare", "--study", "smoke", "--set", "seeds=3", "--out", str(smoke_study)]) == 2
+    assert main(["compare", "--study", "smoke", "--set", "name=other", "--out", str(smoke_study)]) == 2
     _one_line_error(capsys, "--overwrite")
     assert {p: p.read_bytes() for p in smoke_study.rglob("*.json")} == before
     # an existing report is not overwritten without --overwrite

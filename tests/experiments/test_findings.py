@@ -40,7 +40,7 @@ def run(row: str, seed: int, *, loss: float = 3.0, acc: float = 0.6, zs: float =
     rank = {"bidirectional": {"mean_effective_rank_ratio": 0.3, "full_rank_share": 1.0},
             "causal": {"mean_effective_rank_ratio": 0.5, "full_rank_share": 1.0}}
     return {"row": row, "arch": ARCH[row], "seed": seed, "params": params, "steps": 100, "tokens": 1000,
-            "loss_tokens": 1000 if row == "causal" else 500, "flops": 1e9,
+            "loss_tokens": 1000 if row == "causal" else 500, "flops": 1e9, "objective": "causal_lm",
             "eval": {"text_loss": loss, "task_loss": loss / 2, "cloze": zs, "ending": zs,
                      "information_flow": 0.0 if ARCH[row] == "causal" else flow,
                      "tasks": {"in_distribution": _tasks(acc), "zero_shot": _tasks(zs), "few_shot": _tasks(zs)},

@@ -118,5 +118,16 @@ def run(args: argparse.Namespace) -> int:
     if result.checkpoint is not None:
         print(f"model: {result.checkpoint / 'model'}")
         if args.lora:
-            print(f"adapter (peft format): {result.checkpoint / 'adapter'}")
+            import json
+
+            from unimask.checkpoint import read_tensors
+
+            total = sum(t.numel() for t in read_tensors(result.checkpoint / "model").values())
+            config = json.loads((result.checkpoint / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
+            from safetensors import safe_open
+
+            with safe_open(str(result.checkpoint / "adapter" / "adapter_model.safetensors"), framework="pt") as f:
+                trainable = sum(f.get_slice(k).get_shape()[0] * f.get_slice(k).get_shape()[1] for k in f.keys())  # noqa: SIM118
+            print(f"adapter (peft format, r={config['r']}): {result.checkpoint / 'adapter'}; trainable parameters "
+                  f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return 0

@@ -101,6 +101,12 @@ def _sort(rng: np.random.Generator) -> tuple[Symbols, Symbols]:
     return x, sorted(x)
 
 
+def _median(rng: np.random.Generator) -> tuple[Symbols, Symbols]:
+    """Three different digits -> the middle one (held out of the study's pretraining: the fine-tuning task)."""
+    x = [str(int(d)) for d in rng.choice(10, size=3, replace=False)]
+    return x, [sorted(x)[1]]
+
+
 def _maxmin(rng: np.random.Generator) -> tuple[Symbols, Symbols]:
     x = _digits(rng)
     return x, [max(x), min(x)]
@@ -159,6 +165,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("lookup", _lookup, "value", _digit_choices),
     Task("sort", _sort, "in order", _order_choices),
     Task("maxmin", _maxmin, "largest and smallest", _pair_choices, subtasks=("max", "min")),
+    Task("median", _median, "middle", _digit_choices),
 )}
 
 

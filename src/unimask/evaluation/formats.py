@@ -14,6 +14,9 @@ objective              input (decoder row / encoder)              target side be
 ``ul2`` / ``ul2r``     ``[S2S] + source + [eos]`` (UL2's S mode)   (nothing)
 ``bart_infilling``     ``source + [<mask>, eos]``                  ``source``: BART's target repeats the
                                                                    whole text
+``supervised``         causal: ``[bos] + source``; prefix:         (nothing)
+                       ``source``; encoder: ``source + [eos]``
+                       (``unimask.finetune``'s layout)
 =====================  =========================================  ===================================
 
 A decoder-only model reads ``input + given + continuation`` as one row (a prefix decoder sees ``input``
@@ -28,7 +31,7 @@ from typing import Any
 
 from unimask.errors import ConfigError
 
-OBJECTIVE_FORMATS = ("causal_lm", "prefix_lm", "span_corruption", "ul2", "ul2r", "bart_infilling")
+OBJECTIVE_FORMATS = ("causal_lm", "prefix_lm", "span_corruption", "ul2", "ul2r", "bart_infilling", "supervised")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ def reading_format(objective: str | dict[str, Any] | Any, arch: str, tokenizer: 
     if name in ("ul2", "ul2r"):
         s2s = special.require("s2s", "scoring a UL2 model in its S (prefix-LM) mode")
         return ReadingFormat(arch, lead=(s2s,), trail=(tokenizer.eos_id,), start_id=start_id, objective=name)
+    if name == "supervised":
+        if arch == "causal":
+            return ReadingFormat(arch, lead=(tokenizer.bos_id,), start_id=start_id, objective=name)
+        trail = (tokenizer.eos_id,) if arch == "encoder_decoder" else ()
+        return ReadingFormat(arch, trail=trail, start_id=start_id, objective=name)
     if name == "bart_infilling":
         if arch != "encoder_decoder":
             raise ConfigError("scoring bart_infilling is defined for encoder-decoders only")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+NATIVE = "encdec-prefix-compute"  # the natively pretrained encoder-decoder the adapted one is compared with
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
 
@@ -361,8 +362,47 @@ def f_175b(results: dict[str, Any]) -> Finding:
                    command="unimask params gpt3-175b", key_number=numbers[0][1].split(" ")[0] if numbers else "")
 
 
+def finetune_stats(results: dict[str, Any]) -> dict[tuple[str, str, int], Stat]:
+    """Accuracy on the held-out fine-tuning task by (row, init, labelled examples), over seeds."""
+    runs = (results.get("finetune") or {}).get("runs") or []
+    keys = sorted({(r["row"], r["init"], r["n"]) for r in runs})
+    return {k: stat([r for r in runs if (r["row"], r["init"], r["n"]) == k], lambda r: r["accuracy"]) for k in keys}
+
+
 def f_finetune(results: dict[str, Any]) -> Finding:
-    return Finding("finetune", 8, NOT_MEASURED, command="unimask finetune  (not built yet)")
+    stats = finetune_stats(results)
+    command = "unimask compare --study cpu && unimask report  (and: unimask finetune --model DIR --data FILE)"
+    if not stats:
+        return Finding("finetune", 8, NOT_MEASURED, command=command)
+    sizes = sorted({n for _, _, n in stats})
+    rows = list(dict.fromkeys(r for r, init, _ in stats if init == "scratch"))
+    numbers, verdicts, values = [], [], {}
+    for row in rows:
+        cells = []
+        for n in sizes:
+            pre, scratch = stats.get((row, "pretrained", n)), stats.get((row, "scratch", n))
+            if pre and scratch:
+                cells.append(f"{n}: {pre.text(percent=True)} vs {scratch.text(percent=True)}")
+                if n == sizes[0]:
+                    verdicts.append(verdict_of(compare(pre, scratch)))
+                    values[row] = f"{100 * (pre.mean - scratch.mean):+.1f}"
+        numbers.append((f"row:{row}", "; ".join(cells)))
+    adapted = [(n, stats.get(("adapted-encdec", "pretrained", n)), stats.get((NATIVE, "pretrained", n)))
+               for n in sizes]
+    if any(a and b for _, a, b in adapted):
+        numbers.append(("finetune:adapted", "; ".join(f"{n}: {a.text(percent=True)} vs {b.text(percent=True)}"
+                                                        for n, a, b in adapted if a and b)))
+    numbers.append(("baseline:chance", _fmt_pct(results["baselines"]["chance_accuracy"])))
+    if any(v == CONTRADICTED for v in verdicts):
+        verdict = CONTRADICTED
+    elif verdicts and all(v == SUPPORTED for v in verdicts):
+        verdict = SUPPORTED
+    else:
+        verdict = INCONCLUSIVE
+    gains = ", ".join(f"{r} {v}" for r, v in values.items())
+    values = {"n": str(sizes[0]), "task": str(results["finetune"]["task"]), "gains": gains}
+    return Finding("finetune", 8, verdict, numbers, values, figures=["finetune"], command=command,
+                   key_number=gains)
 
 
 def f_cost(results: dict[str, Any]) -> Finding:

@@ -75,7 +75,11 @@ def plan_jobs(spec: StudySpec, corpus: Any, tok: Any, out: Path, precision: str,
 def job_key(job: dict[str, Any], spec: StudySpec) -> str:
     import hashlib
 
-    payload = {"spec": spec.fingerprint(), "train": {k: v for k, v in job["train_config"].items() if k != "out_dir"}}
+    from unimask.experiments.study import EVAL_FIELDS, FINETUNE_FIELDS
+
+    fields = FINETUNE_FIELDS if job.get("kind") == "finetune" else EVAL_FIELDS
+    payload = {"spec": spec.fingerprint(fields), "train": {k: v for k, v in job["train_config"].items()
+                                                           if k != "out_dir"}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -104,6 +108,20 @@ def _curve(job: dict[str, Any], fmt: Any, tok: Any, probes: dict[str, Any]) -> l
         points.append({"step": step, "flops": step * job["flops_per_step"],
                        "tasks": scores["tasks"]["in_distribution"]})
     return points
+
+
+def run_any(job: dict[str, Any], payload: dict[str, Any], tokenizer_path: str) -> dict[str, Any]:
+    """A pretraining run or a fine-tuning run (``job["kind"]``), in a worker process or in this one."""
+    if job.get("kind") == "finetune":
+        from unimask.experiments.finetune_stage import run_finetune_job
+
+        def tick(step: int) -> bool:
+            if _QUEUE is not None:
+                _QUEUE.put((job["id"], step))
+            return False
+
+        return run_finetune_job(job, payload["finetune_test"], tokenizer_path, tick)
+    return run_job(job, payload["probes"], tokenizer_path)
 
 
 def run_job(job: dict[str, Any], probes: dict[str, Any], tokenizer_path: str) -> dict[str, Any]:
@@ -245,8 +263,9 @@ def _workers(spec: StudySpec, device: str, n_jobs: int) -> int:
 
 
 def prepare_out_dir(out: Path, spec: StudySpec, overwrite: bool) -> None:
-    """A new folder, or one holding this very study (its finished runs are reused). Another study's
-    folder is kept unless ``overwrite``: then it is moved aside and deleted after this study finishes."""
+    """A new folder, or one holding a study of the same name (its finished runs are reused where their
+    settings match). Another study's folder is kept unless ``overwrite``: then it is moved aside and
+    deleted after this study finishes."""
     check_writable(out, "--out folder")
     marker = out / "study.json"
     if out.exists() and not out.is_dir():
@@ -255,7 +274,7 @@ def prepare_out_dir(out: Path, spec: StudySpec, overwrite: bool) -> None:
         same = False
         if marker.is_file():
             try:
-                same = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == spec.fingerprint()
+                same = json.loads(marker.read_text(encoding="utf-8")).get("spec", {}).get("name") == spec.name
             except (OSError, json.JSONDecodeError):
                 same = False
         if not same and not overwrite:
@@ -310,17 +329,34 @@ def run_study(spec: StudySpec, out: str | Path, *, device: str = "auto", overwri
         done = _finished(job)
         if done is not None:
             results[job["id"]] = done
+    from unimask.experiments.finetune_stage import plan_finetune, write_datasets
+
+    expected = {j["id"]: {"checkpoint": str(Path(j["run_dir"]) / f"checkpoint-{j['steps']}")} for j in jobs}
+    ft_jobs = plan_finetune(spec, expected, corpus, tok, out, precision, device)
+    for job in ft_jobs:
+        job["key"] = job_key(job, spec)
+    ft_results: dict[str, dict[str, Any]] = {}
+    for job in ft_jobs:
+        done = _finished(job)
+        if done is not None:
+            ft_results[job["id"]] = done
+    payload = {"probes": probes, "finetune_test": write_datasets(spec, out)[1] if ft_jobs else []}
     todo = [j for j in jobs if j["id"] not in results]
-    total = sum(j["flops"] for j in jobs)
+    total = sum(j["flops"] for j in jobs + ft_jobs)
     say(f"study '{spec.name}': {len(jobs)} runs ({len(spec.rows)} rows x {spec.seeds} seeds), "
         f"{spec.budget_flops:.2e} training FLOPs each, {precision} on {device}, {workers} worker(s)"
         + (f"; reusing {len(results)} finished" if results else ""))
     bar = tqdm(total=total, disable=not progress, desc="study", unit="FLOP", unit_scale=True,
-               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} FLOPs [{elapsed}<{remaining}] {postfix}")
-    bar.update(sum(j["flops"] for j in jobs if j["id"] in results))
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} FLOPs [{elapsed}<{remaining}{postfix}]")
+    bar.update(sum(j["flops"] for j in jobs if j["id"] in results)
+               + sum(j["flops"] for j in ft_jobs if j["id"] in ft_results))
     try:
         if todo:
-            _execute(todo, probes, str(corpus.tokenizer_path), workers, threads, bar, results)
+            _execute(todo, payload, str(corpus.tokenizer_path), workers, threads, bar, results)
+        ft_todo = [j for j in ft_jobs if j["id"] not in ft_results]
+        if ft_todo:
+            bar.set_postfix_str("fine-tuning")
+            _execute(ft_todo, payload, str(corpus.tokenizer_path), workers, threads, bar, ft_results)
         bar.set_postfix_str("timing prefix vs causal")
         timing = time_prefix_vs_causal(spec, corpus, tok, threads, device) \
             if {"causal", "prefix"} <= set(spec.rows) else None
@@ -341,6 +377,8 @@ def run_study(spec: StudySpec, out: str | Path, *, device: str = "auto", overwri
         "probes": {"text_pairs": len(probes["text"]), "cloze": len(probes["cloze"]), "ending": len(probes["ending"]),
                    "instances_per_task": spec.eval_instances, "tasks": spec.tasks, "few_shot": spec.few_shot},
         "timing": timing, "runs": [results[j["id"]] for j in jobs], "facts": calculator_facts(),
+        "finetune": {"task": spec.finetune_task, "sizes": spec.finetune_sizes, "rows": spec.finetune_rows,
+                     "steps": spec.finetune_steps, "runs": [ft_results[j["id"]] for j in ft_jobs]},
     }
     path = out / "results.json"
     atomic_write_text(path, json.dumps(document, indent=1, allow_nan=True))
@@ -355,7 +393,7 @@ def _version() -> str:
     return __version__
 
 
-def _execute(todo: list[dict[str, Any]], probes: dict[str, Any], tokenizer_path: str, workers: int, threads: int,
+def _execute(todo: list[dict[str, Any]], payload: dict[str, Any], tokenizer_path: str, workers: int, threads: int,
              bar: Any, results: dict[str, dict[str, Any]]) -> None:
     """Run the jobs (longest first) over ``workers`` processes, moving the bar by FLOPs as steps finish."""
     todo = sorted(todo, key=lambda j: -j["flops"])
@@ -376,7 +414,7 @@ def _execute(todo: list[dict[str, Any]], probes: dict[str, Any], tokenizer_path:
         _QUEUE, saved = q, _QUEUE
         try:
             for job in todo:
-                results[job["id"]] = run_job(job, probes, tokenizer_path)
+                results[job["id"]] = run_any(job, payload, tokenizer_path)
         finally:
             _QUEUE = saved
         return
@@ -384,7 +422,7 @@ def _execute(todo: list[dict[str, Any]], probes: dict[str, Any], tokenizer_path:
     q = ctx.Queue()
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads, q)) as pool:
-        futures: dict[Future, dict[str, Any]] = {pool.submit(run_job, j, probes, tokenizer_path): j for j in todo}
+        futures: dict[Future, dict[str, Any]] = {pool.submit(run_any, j, payload, tokenizer_path): j for j in todo}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)

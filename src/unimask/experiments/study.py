@@ -63,6 +63,11 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("ul2-encdec", "encoder_decoder", "ul2", "compute", "encoder-decoder, UL2 mixture, equal compute"),
 )}
 
+# The fields a pretraining run's scores depend on besides its own run config (the probes it is scored on);
+# a change elsewhere (the fine-tuning stage, seeds, rows) keeps its finished runs valid.
+EVAL_FIELDS = ("tasks", "task_instances", "vocab_size", "text_documents", "eval_instances", "few_shot",
+               "text_pairs", "source_tokens", "continuation_tokens", "rank_sequences", "rank_length", "curve_points")
+FINETUNE_FIELDS = (*EVAL_FIELDS, "finetune_task", "finetune_sizes", "finetune_steps", "finetune_lr", "finetune_seeds")
 DEFAULT_ROWS = ("causal", "prefix", "encdec-span-params", "encdec-span-compute", "encdec-prefix-params",
                 "encdec-prefix-compute")
 MIN_STEPS = 20
@@ -110,6 +115,14 @@ class StudySpec(_Validated):
     rank_sequences: int = 4
     rank_length: int = 32
     timing_repeats: int = 5
+    # fine-tuning stage (Q8): pretrained vs from scratch on a held-out task, per family and labelled-set size
+    finetune_task: str = "median"
+    finetune_sizes: list[int] = field(default_factory=lambda: [64, 256, 1024])
+    finetune_rows: list[str] = field(default_factory=lambda: ["causal", "prefix", "encdec-prefix-params"])  # if trained
+    finetune_steps: int = 60
+    finetune_lr: float = 2e-3
+    finetune_seeds: int = 2  # fine-tuning seeds per pretrained model
+    finetune_adapt: bool = True
     # execution
     workers: int = 0  # 0 = as many as fit the CPU cores (one thread each); on a GPU always 1
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -138,13 +151,26 @@ class StudySpec(_Validated):
         if self.source_tokens + self.continuation_tokens > self.seq_len:
             raise ConfigError(f"study: source_tokens + continuation_tokens ({self.source_tokens} + "
                               f"{self.continuation_tokens}) must fit in seq_len {self.seq_len}")
+        if self.finetune_task in self.tasks:
+            raise ConfigError(f"study: finetune_task '{self.finetune_task}' is in the pretraining tasks; the "
+                              "fine-tuning task must be held out of pretraining")
+        if self.finetune_task not in TASKS:
+            raise unknown_key_error("study finetune_task", [self.finetune_task], list(TASKS))
+        if any(n < 1 for n in self.finetune_sizes) or self.finetune_steps < 1 or not self.finetune_lr > 0 \
+                or self.finetune_seeds < 1:
+            raise ConfigError("study: finetune_sizes, finetune_steps, finetune_lr and finetune_seeds must be positive")
+        unknown_ft = [r for r in self.finetune_rows if r not in ROWS]
+        if unknown_ft:  # rows known but not trained in this study are skipped by the fine-tuning stage
+            raise unknown_key_error("study finetune_rows", unknown_ft, list(ROWS))
         if self.d_model % self.n_heads:
             raise ConfigError(f"study: n_heads {self.n_heads} must divide d_model {self.d_model}")
 
     # Identity -----------------------------------------------------------------------------------------
-    def fingerprint(self) -> str:
-        """A hash of everything that changes results (not ``workers``, which changes only speed)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in ("workers", "description")}
+    def fingerprint(self, fields: tuple[str, ...] | None = None) -> str:
+        """A hash of everything that changes results (not ``workers``, which changes only speed), or of
+        the given ``fields`` only."""
+        data = {k: v for k, v in self.to_dict().items() if k not in ("workers", "description")
+                and (fields is None or k in fields)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     # Models and shapes --------------------------------------------------------------------------------
@@ -219,7 +245,8 @@ def _builtin() -> dict[str, dict[str, Any]]:
         tasks=["max", "maxmin", "sort"], task_instances=300, vocab_size=400, d_model=32, n_heads=2, d_ff=64,
         seq_len=48, span_target_len=16, batch_size=4, budget_flops=2.0e9, warmup_steps=2, curve_points=2,
         eval_instances=12, few_shot=1, text_pairs=12, source_tokens=16, continuation_tokens=8, rank_sequences=2,
-        rank_length=12, timing_repeats=2, workers=1)
+        rank_length=12, timing_repeats=2, workers=1, finetune_sizes=[8, 24], finetune_steps=6, finetune_seeds=1,
+        finetune_rows=["causal", "encdec-span-params"])
     return {"cpu": cpu, "gpu": gpu, "smoke": smoke}
 
 

@@ -256,10 +256,33 @@ def fig_cost(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def fig_finetune(results: dict[str, Any], path: Path) -> Path:
+    from unimask.experiments.findings import finetune_stats
+
+    plt = _plt()
+    stats = finetune_stats(results)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    curves = sorted({(row, init) for row, init, _ in stats})
+    for row, init in curves:
+        pts = sorted((n, s) for (r, i, n), s in stats.items() if (r, i) == (row, init))
+        style = {"pretrained": "-o", "scratch": "--x"}.get(init, "-o")
+        color = COLORS.get(row, "#8c564b" if row == "adapted-encdec" else "grey")
+        ax.errorbar([n for n, _ in pts], [s.mean for _, s in pts], yerr=[s.sd for _, s in pts], fmt=style,
+                    color=color, capsize=3, label=f"{row}, {init}")
+    ax.axhline(results["baselines"]["chance_accuracy"], color="k", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"labelled examples of the held-out task '{(results.get('finetune') or {}).get('task', '')}'")
+    ax.set_ylabel("test accuracy (likelihood ranking, 4 choices)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 FIGURE_MAKERS: dict[str, Callable[[dict[str, Any], Path], Path]] = {
     "masks": fig_masks, "params": fig_params, "information_flow": fig_information_flow,
     "loss_tokens": fig_loss_tokens, "curves": fig_curves, "target_loss": fig_target_loss, "accuracy": fig_accuracy,
     "rank": fig_rank, "emergence": fig_emergence, "composite": fig_composite, "encdec": fig_encdec, "cost": fig_cost,
+    "finetune": fig_finetune,
 }
 
 

@@ -182,9 +182,15 @@ RAN: dict[str, Text] = {
               "zh": "用计算器统计各模型的参数量并与笔记中的门槛比较；本实验自己的模型作为规模参照。"},
     "175b": {"en": "The calculator's counts of GPT-3 175B, LLaMA-65B and PaLM-540B from their published shapes.",
              "zh": "计算器按公开形状统计 GPT-3 175B、LLaMA-65B 和 PaLM-540B 的参数量。"},
-    "finetune": {"en": "Not measured yet: this section is measured by `unimask finetune` (fine-tuning and "
-                       "adaptation), which is not built yet.",
-                 "zh": "尚未测量：这一节将由 `unimask finetune`（微调与适配）测量，该功能尚未实现。"},
+    "finetune": {"en": "Each family's pretrained model and the same architecture from random initialisation, "
+                       "fine-tuned with the same steps on the same labelled examples of a task held out of "
+                       "pretraining, at several labelled-set sizes; and the causal decoder adapted into an "
+                       "encoder-decoder (T5Gemma-style) against the natively pretrained encoder-decoder of the same "
+                       "shape and pretraining FLOPs. Test accuracy by likelihood ranking of 4 choices.",
+                 "zh": "每种架构的预训练模型与随机初始化的同一结构，在预训练中未出现的任务上，用相同的步数、"
+                       "相同的少量标注样本微调，覆盖多种标注规模；另将 causal decoder 按 T5Gemma 的方式适配为 "
+                       "encoder-decoder，与形状和预训练 FLOPs 相同的原生 encoder-decoder 比较。测试准确率按 4 个"
+                       "选项的似然排序计算。"},
     "cost": {"en": "The calculator's estimate of GPT-3's training: 6ND FLOPs for 300B tokens; Patterson et al. "
                    "2021's 10,000 V100s for 14.8 days at unimask's list price per V100-hour; and 1,024 A100s at "
                    "40% utilisation.",
@@ -230,7 +236,10 @@ RULES: dict[str, Text] = {
               "zh": "所有列出的模型参数量都超过门槛，则判为支持。"},
     "175b": {"en": "Supported if each count is within 1% of the number in the model's name.",
              "zh": "每个模型的参数量与名字中的数字相差不超过 1%，则判为支持。"},
-    "finetune": {"en": "—", "zh": "—"},
+    "finetune": {"en": "The verdict rule at the smallest labelled set, pretrained against from scratch, per family: "
+                       "supported if it holds for every family, contradicted if it is reversed for any.",
+                 "zh": "在最小的标注规模上、逐个架构应用判定规则（预训练对比从零训练）：每个架构都成立则支持，"
+                       "任何一个相反则判为相反。"},
     "cost": {"en": "Contradicted if every calculator estimate is more than 3 times the quoted figure (or under a "
                    "third of it).",
              "zh": "若计算器的所有估计都超过所引数字的 3 倍（或不到三分之一），则判为相反。"},
@@ -249,6 +258,8 @@ MEASURED: dict[str, Text] = {
     "metrics": {"en": "Mean |exact match − p^L|: {gap}.", "zh": "|完全匹配率 − p^L| 的平均值：{gap}。"},
     "composite": {"en": "The calculator: {before} → {after}. Mean |composite − product| over runs: {gap}.",
                   "zh": "计算器：{before} → {after}。各次运行 |复合 − 乘积| 的平均值：{gap}。"},
+    "finetune": {"en": "Accuracy gain of pretraining with {n} labelled examples of '{task}' (points): {gains}.",
+                 "zh": "在 {n} 个“{task}”标注样本上，预训练带来的准确率提升（百分点）：{gains}。"},
     "twice_params": {"en": "Loss gain over the causal decoder (positive = better), prefix-LM encoder-decoder: equal "
                            "parameters {prefix_params}, equal compute {prefix_compute}; span corruption: "
                            "{span_params}, {span_compute}.",
@@ -310,6 +321,10 @@ LABELS: dict[str, Text] = {
     "rank:init_causal": {"en": "random init, causal", "zh": "随机初始化，因果"},
     "rank:full_causal": {"en": "causal matrices of full numerical rank", "zh": "数值满秩的因果矩阵比例"},
     "rank:full_bidirectional": {"en": "bidirectional matrices of full numerical rank", "zh": "数值满秩的双向矩阵比例"},
+    "finetune:adapted": {"en": "adapted encoder-decoder vs native (by labelled examples)",
+                         "zh": "适配的 encoder-decoder 对比原生（按标注样本数）"},
+    "row:adapted-encdec": {"en": "encoder-decoder adapted from the causal decoder",
+                           "zh": "由 causal decoder 适配的 encoder-decoder"},
     "large:named": {"en": "named models above the threshold", "zh": "超过门槛的模型数"},
     "large:smallest": {"en": "smallest named model", "zh": "最小的列出模型"},
     "large:study": {"en": "this study's models", "zh": "本实验的模型"},
@@ -345,6 +360,10 @@ FIGURES: dict[str, Text] = {
                   "zh": "“最大值与最小值”的完全匹配率与“最大值”“最小值”完全匹配率乘积的对比。"},
     "encdec": {"en": "Held-out loss against parameters at equal training FLOPs.",
                "zh": "相同训练 FLOPs 下留出损失与参数量的关系。"},
+    "finetune": {"en": "Test accuracy against labelled examples: pretrained (solid) and from scratch (dashed); "
+                       "the adapted encoder-decoder against the native one.",
+                 "zh": "测试准确率与标注样本数的关系：预训练（实线）与从零训练（虚线）；以及适配得到的 "
+                       "encoder-decoder 与原生 encoder-decoder 的对比。"},
     "cost": {"en": "GPT-3's training cost and emissions: the quoted figures against the calculator's estimates.",
              "zh": "GPT-3 的训练成本与排放：所引数字与计算器估计的对比。"},
 }
