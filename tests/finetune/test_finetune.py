@@ -290,3 +290,58 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(base_model: Path, tmp_path
     assert main(["finetune", "--model", str(base_model), "--data", str(bad), "--skip-bad", "--steps", "2",
                  "--seq-len", "64", "--out-dir", str(tmp_path / "skipped"), "--no-progress"]) == 0
     assert "lm_head" not in linear_names(build_model(ModelConfig()))
+
+
+def test_finetune_a_hugging_face_checkpoint_with_its_chat_template(tmp_path: Path) -> None:
+    """A transformers checkpoint goes in through interop; its tokenizer's chat_template renders the chats."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_dir = tmp_path / "hf"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=48,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 max_position_embeddings=128, bos_token_id=TOK.bos_id, eos_token_id=TOK.eos_id,
+                                 pad_token_id=TOK.pad_id)).save_pretrained(hf_dir)
+    TOK.save(hf_dir)
+    template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}[assistant]{% endif %}")
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"ping {i}"},
+                                                      {"role": "assistant", "content": f"pong {i}"}]}) + "\n"
+                             for i in range(60)))
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", str(hf_dir), "--data", str(chats), "--chat-template", "hf", "--steps", "3",
+                 "--seq-len", "64", "--out-dir", str(out), "--no-progress"]) == 0
+    model = load_model(out / "checkpoint-3" / "model")
+    base = Path(yaml_value(out / "config.yaml", "init_from"))
+    assert (base / "config.json").is_file() and (base / "tokenizer_config.json").is_file()
+    assert (out / "checkpoint-3" / "model" / "tokenizer.json").is_file()
+    assert model.config.arch == "causal" and model.config.n_layers == 2
+    from unimask.data.pipeline import build_batches
+
+    batch = next(iter(build_batches({"path": str(chats), "tokenizer": str(base), "seq_len": 64,
+                                     "batch_size": 1, "pack": False, "validation_fraction": 0.0},
+                                    {"name": "supervised", "chat_template": "hf"}, "causal")))
+    text = TOK.decode([int(t) for t in batch["input_ids"][0]], skip_special=True)
+    assert text.startswith("[user] ping") and "[assistant]" in text  # the checkpoint's own template
+    target = TOK.decode([int(t) for t in batch["labels"][0] if t != IGNORE], skip_special=True)
+    assert target.startswith(" pong") and "[user]" not in target and "[assistant]" not in target
+
+
+def yaml_value(path: Path, key: str) -> str:
+    import yaml
+
+    return yaml.safe_load(path.read_text())[key]
+
+
+def test_parquet_records(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "qa.parquet"
+    pq.write_table(pa.table({"question": ["a?", "b?"], "answer": [" x", " y"]}), path)
+    recs = read_records(path, input_field="question", output_field="answer")
+    assert [(r.source, r.target) for r in recs] == [("a?", " x"), ("b?", " y")]
+    with pytest.raises(DataError, match="no field 'input'"):
+        read_records(path)

@@ -52,9 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def base_model_dir(model: str, out_dir: Path) -> Path:
-    """A unimask model directory for ``model``: itself, or a Hugging Face checkpoint converted once into
-    ``<out_dir>/base`` (through ``unimask.interop``)."""
+def base_model_dir(model: str) -> Path:
+    """A unimask model directory for ``model``: itself, or a Hugging Face checkpoint converted once
+    (through ``unimask.interop``) into the cache, keyed by the checkpoint's files."""
     from unimask.checkpoint import find_model_dir
     from unimask.errors import CheckpointError
 
@@ -71,14 +71,18 @@ def base_model_dir(model: str, out_dir: Path) -> Path:
             hf = False
         if not hf:
             return found
+    from unimask.data.cache import cache_dir
+    from unimask.data.corpus import corpus_fingerprint
     from unimask.interop import from_hf
 
-    target = out_dir / "base"
+    target = cache_dir() / "converted" / corpus_fingerprint(path)
     if not (target / "config.json").is_file():
-        from_hf(path).save(target)
+        staging = target.with_name(target.name + ".tmp")
+        from_hf(path).save(staging)
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             if (path / name).is_file():
-                (target / name).write_bytes((path / name).read_bytes())
+                (staging / name).write_bytes((path / name).read_bytes())
+        staging.replace(target)
     return target
 
 
@@ -107,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from unimask.train import TrainConfig, train
     from unimask.train.config import apply_overrides
 
-    out = Path(args.out_dir)
-    base = base_model_dir(args.model, out)
+    base = base_model_dir(args.model)
     config = TrainConfig.from_dict(apply_overrides(run_config(args, base), args.overrides))
     result = train(config, resume=True if args.resume else None)
     parts = [f"step {result.step}"]

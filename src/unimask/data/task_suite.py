@@ -24,6 +24,7 @@ accuracies (Schaeffer et al. 2023; Wei et al. 2022).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import string
 from collections.abc import Callable, Sequence
@@ -169,6 +170,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 )}
 
 
+def _task_salt(name: str) -> int:
+    """A stable number per task name (so adding a task never changes another task's instances)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=4).digest(), "big")
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise DataError(f"unknown task '{name}'; the suite has: {', '.join(TASKS)}")
@@ -183,7 +189,7 @@ def instances(name: str, n: int, *, seed: int, split: str = "test", novel: bool 
         raise DataError(f"unknown split '{split}'; use 'train' or 'test'")
     if n < 0:
         raise DataError(f"number of instances must be >= 0, got {n}")
-    rng = np.random.default_rng([seed, sorted(TASKS).index(name), 0 if split == "train" else 1])
+    rng = np.random.default_rng([seed, _task_salt(name), 0 if split == "train" else 1])
     out: list[Instance] = []
     tries = 0
     while len(out) < n:

@@ -21,7 +21,7 @@ from unimask.data.cache import cache_dir
 from unimask.data.tokenizer import Tokenizer
 from unimask.experiments.study import StudySpec
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 HELDOUT_FRACTION = 0.1
 
 
@@ -56,10 +56,13 @@ def _is_heldout(text: str) -> bool:
 
 def corpus_key(spec: StudySpec) -> str:
     from unimask.data.corpus import builtin_text
+    from unimask.data.task_suite import documents
 
     text_hash = hashlib.sha256(builtin_text().encode("utf-8")).hexdigest()[:12]
-    fields = {"v": CORPUS_VERSION, "text": text_hash, "docs": spec.text_documents, "tasks": spec.tasks,
-              "n": spec.task_instances, "vocab": spec.vocab_size}
+    # a sample of the task documents themselves, so that a change in how tasks are drawn is a new corpus
+    sample = hashlib.sha256("\n".join(documents(spec.tasks, 20, seed=0)).encode("utf-8")).hexdigest()[:12]
+    fields = {"v": CORPUS_VERSION, "text": text_hash, "tasks_sample": sample, "docs": spec.text_documents,
+              "tasks": spec.tasks, "n": spec.task_instances, "vocab": spec.vocab_size}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
