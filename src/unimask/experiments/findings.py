@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+MIN_TOKEN_ACCURACY = 0.2  # points of the p^L check: models that get at least this share of answer tokens right
+MIN_SUBTASK_MATCH = 0.1  # runs of the composite check: both subtasks solved at least this often
 NATIVE = "encdec-prefix-compute"  # the natively pretrained encoder-decoder the adapted one is compared with
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
@@ -229,8 +231,8 @@ def _multi_token_points(results: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def f_metrics(results: dict[str, Any]) -> Finding:
-    points = _multi_token_points(results)
-    if not points:
+    points = [pt for pt in _multi_token_points(results) if pt["p"] >= MIN_TOKEN_ACCURACY]
+    if not points:  # models that get almost no token right agree with p^L trivially
         return Finding("metrics", 4, INCONCLUSIVE, figures=["emergence"])
     gaps = [abs(pt["em"] - pt["p"] ** pt["length"]) for pt in points]
     mean_gap = statistics.fmean(gaps)
@@ -251,7 +253,8 @@ def f_composite(results: dict[str, Any]) -> Finding:
         pairs = []
         for r in runs:
             t = r["eval"]["tasks"]["in_distribution"]
-            if {"maxmin", "max", "min"} <= set(t):
+            if {"maxmin", "max", "min"} <= set(t) and min(t["max"]["exact_match"], t["min"]["exact_match"]) >= \
+                    MIN_SUBTASK_MATCH:  # two subtasks near 0 agree with their product trivially
                 pairs.append((t["maxmin"]["exact_match"], t["max"]["exact_match"] * t["min"]["exact_match"]))
         if pairs:
             both = Stat(tuple(a for a, _ in pairs))

@@ -182,7 +182,7 @@ def fig_emergence(results: dict[str, Any], path: Path) -> Path:
     ps = [i / 100 for i in range(101)]
     for length in sorted({round(pt["length"]) for pt in points}):
         a1.plot(ps, [p ** length for p in ps], color="grey", lw=1, ls=":")
-        a1.text(0.98, 0.98 ** length, f"p^{length}", fontsize=7, ha="right", va="bottom")
+        a1.text(0.8, 0.8 ** length, f"p^{length}", fontsize=7, ha="left", va="top")
     for task, marker in (("sort", "o"), ("maxmin", "s")):
         sel = [pt for pt in points if pt["task"] == task]
         a1.scatter([pt["p"] for pt in sel], [pt["em"] for pt in sel], s=14, marker=marker, label=task,
@@ -203,7 +203,10 @@ def fig_emergence(results: dict[str, Any], path: Path) -> Path:
                 a2.plot(xs, [p["tasks"][task]["exact_match"] for p in run["curve"]], ls, color="#d62728", lw=1)
     a2.plot([], [], color="#1f77b4", label="per-token accuracy")
     a2.plot([], [], color="#d62728", label="exact match")
-    a2.set_xlabel("training FLOPs (causal decoder checkpoints; solid sort, dashed max-and-min)")
+    a2.plot([], [], "k-", lw=1, label="sort")
+    a2.plot([], [], "k--", lw=1, label="max-and-min")
+    a2.set_xlabel("training FLOPs (causal decoder checkpoints)")
+    a2.set_title("Along training", fontsize=10)
     a2.set_ylim(0, 1)
     a2.legend(fontsize=8)
     return _save(fig, path)

@@ -213,13 +213,15 @@ RULES: dict[str, Text] = {
                          "则判为支持。"},
     "loss_tokens": {"en": "The verdict rule on the share of tokens that carry loss, causal against prefix decoder.",
                     "zh": "对参与损失的 token 比例应用判定规则：causal decoder 对比 prefix decoder。"},
-    "metrics": {"en": "Supported if exact match stays within 0.1 of p^L on average: the sharp rise of exact match "
-                      "is then what a smoothly rising per-token accuracy produces.",
-                "zh": "完全匹配率与 p^L 的平均差距不超过 0.1 则判为支持：此时完全匹配的急剧上升正是逐 token 准确率"
-                      "平滑上升的结果。"},
-    "composite": {"en": "Supported if, averaged over runs, the composite's exact match is within 0.1 of the product "
-                        "of its subtasks'.",
-                  "zh": "各次运行平均而言，复合任务的完全匹配率与子任务乘积之差不超过 0.1，则判为支持。"},
+    "metrics": {"en": "Supported if exact match stays within 0.1 of p^L on average over the models with p of at "
+                      "least 0.2: the sharp rise of exact match is then what a smoothly rising per-token accuracy "
+                      "produces.",
+                "zh": "在 p 至少为 0.2 的模型上，完全匹配率与 p^L 的平均差距不超过 0.1 则判为支持："
+                      "此时完全匹配的急剧上升正是逐 token 准确率平滑上升的结果。"},
+    "composite": {"en": "Supported if, averaged over the runs that solve both subtasks at least 10% of the time, "
+                        "the composite's exact match is within 0.1 of the product of its subtasks'.",
+                  "zh": "在两个子任务的完全匹配率都至少为 10% 的运行上平均，复合任务的完全匹配率与子任务乘积之差"
+                        "不超过 0.1，则判为支持。"},
     "zero_shot": {"en": "The verdict rule on mean zero-shot accuracy, causal decoder against the best other row.",
                   "zh": "对平均 zero-shot 准确率应用判定规则：causal decoder 对比其余最好的实验行。"},
     "low_rank": {"en": "The verdict rule on the effective-rank ratio of trained models, causal against "
