@@ -7,7 +7,7 @@ import torch
 
 from unimask import build_model, preset
 from unimask.models.attention import attend
-from unimask.models.masks import causal
+from unimask.models.masks import decoder_self_attention
 
 
 @pytest.mark.parametrize(("name", "overrides"), [("tiny-causal", {}), ("tiny-prefix", {"n_kv_heads": 1}),
@@ -27,11 +27,12 @@ def test_eager_and_sdpa_agree(name: str, overrides: dict) -> None:
 
 def test_eager_probabilities_respect_the_mask() -> None:
     q, k, v = torch.randn(1, 4, 5, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
-    out, probs = attend(q, k, v, causal(5), scale=8 ** -0.5, return_probs=True)
+    mask = decoder_self_attention(1, 5)
+    out, probs = attend(q, k, v, mask, scale=8 ** -0.5, return_probs=True)
     assert probs is not None and probs.shape == (1, 4, 5, 5)
     torch.testing.assert_close(probs.sum(-1), torch.ones(1, 4, 5))
-    assert (probs.masked_select(~causal(5)) == 0).all()
-    ref, _ = attend(q, k, v, causal(5), scale=8 ** -0.5, backend="sdpa")
+    assert (probs.masked_select(~mask.to_dense()[0]) == 0).all()
+    ref, _ = attend(q, k, v, mask, scale=8 ** -0.5, backend="sdpa")
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
 
 

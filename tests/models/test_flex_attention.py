@@ -22,22 +22,24 @@ def test_flex_off_cuda_is_one_clear_error() -> None:
     assert all(m.backend == "sdpa" for m in model.modules() if hasattr(m, "backend"))  # nothing half-switched
     q = k = v = torch.randn(1, 2, 4, 8)
     with pytest.raises(ConfigError, match="CUDA only"):
-        attend(q, k, v, masks.causal(4), scale=8 ** -0.5, backend="flex")
+        attend(q, k, v, masks.decoder_self_attention(1, 4), scale=8 ** -0.5, backend="flex")
     with pytest.raises(ConfigError, match="CUDA only"):  # asking for probabilities does not dodge it either
-        attend(q, k, v, masks.causal(4), scale=8 ** -0.5, backend="flex", return_probs=True)
+        attend(q, k, v, masks.decoder_self_attention(1, 4), scale=8 ** -0.5, backend="flex", return_probs=True)
 
 
-def _masks(device: torch.device) -> dict[str, tuple[torch.Tensor, int]]:
-    """name -> (bool mask (B, Tq, Tk), Tk) for B = 2, Tq = 37 (not a multiple of FlexAttention's block size)."""
+def _masks(device: torch.device) -> dict[str, masks.AttentionMask]:
+    """name -> the family builders' mask over (B, Tq, Tk) for B = 2, Tq = 37 (not a multiple of FlexAttention's
+    block size)."""
     T, S = 37, 23
     seg = torch.tensor([[1] * 20 + [2] * 12 + [0] * 5, [1] * 37], device=device)
     enc_seg = torch.tensor([[1] * 10 + [2] * 9 + [0] * 4, [1] * 23], device=device)
-    flags = torch.arange(T, device=device)[None] < torch.tensor([[11], [30]], device=device)
+    lengths = torch.tensor([11, 30], device=device)
+    flags = torch.arange(T, device=device)[None] < lengths[:, None]
     return {
-        "causal": (masks.causal(T, device=device)[None].expand(2, T, T), T),
-        "prefix": (masks.prefix_from_flags(flags), T),
-        "packed": (masks.prefix_from_flags(flags) & masks.segments(seg), T),
-        "cross": (masks.cross(seg, enc_seg, None, T, S, device=device).expand(2, T, S), S),
+        "causal": masks.decoder_self_attention(2, T, device=device),
+        "prefix": masks.decoder_self_attention(2, T, prefix_lengths=lengths, device=device),
+        "packed": masks.decoder_self_attention(2, T, is_prefix=flags, segment_ids=seg, device=device),
+        "cross": masks.cross_attention(2, T, S, dec_segment_ids=seg, enc_segment_ids=enc_seg, device=device),
     }
 
 
@@ -46,16 +48,17 @@ def _masks(device: torch.device) -> dict[str, tuple[torch.Tensor, int]]:
 @pytest.mark.parametrize("kv_heads", [4, 2])  # MHA and GQA
 def test_flex_equals_sdpa_and_eager_on_cuda(kind: str, kv_heads: int) -> None:
     dev = torch.device("cuda")
-    mask, tk = _masks(dev)[kind]
+    mask = _masks(dev)[kind]
+    tq, tk = mask.q_len, mask.kv_len
     g = torch.Generator(device=dev).manual_seed(0)
-    q = torch.randn(2, 4, mask.shape[1], 16, device=dev, generator=g)
+    q = torch.randn(2, 4, tq, 16, device=dev, generator=g)
     k = torch.randn(2, kv_heads, tk, 16, device=dev, generator=g)
     v = torch.randn(2, kv_heads, tk, 16, device=dev, generator=g)
-    bias = torch.randn(1, 4, mask.shape[1], tk, device=dev, generator=g)  # T5 relative positions
+    bias = torch.randn(1, 4, tq, tk, device=dev, generator=g)  # T5 relative positions
     for b in (None, bias):
         outs = {name: attend(q, k, v, mask, bias=b, scale=0.25, backend=name)[0]
                 for name in ("eager", "sdpa", "flex")}
-        real = mask.any(-1)[:, None, :, None].expand_as(outs["eager"])  # rows with a visible key
+        real = mask.to_dense().any(-1)[:, None, :, None].expand_as(outs["eager"])  # rows with a visible key
         for name in ("sdpa", "flex"):
             diff = (outs[name] - outs["eager"])[real].abs().max().item()
             assert diff <= 2e-3, (kind, kv_heads, name, b is not None, diff)

@@ -1,4 +1,5 @@
-"""Masks against hand-written arrays for each family, packed segments included."""
+"""Masks against hand-written arrays for each family, packed segments included (mask functions and the family
+builders, materialised as dense bool masks)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ T, F = True, False
 
 def test_causal_matches_hand_written() -> None:
     expected = torch.tensor([[T, F, F], [T, T, F], [T, T, T]])
-    assert torch.equal(masks.causal(3), expected)
+    assert torch.equal(masks.materialise(masks.causal_fn(), 1, 3, 3)[0], expected)
 
 
 def test_causal_with_offset_for_cached_decoding() -> None:
     # two cached positions, one new query at absolute position 2 sees keys 0..2
-    assert torch.equal(masks.causal(1, 3, offset=2), torch.tensor([[T, T, T]]))
-    assert torch.equal(masks.causal(2, 4, offset=2), torch.tensor([[T, T, T, F], [T, T, T, T]]))
+    assert torch.equal(masks.materialise(masks.causal_fn(2), 1, 1, 3)[0], torch.tensor([[T, T, T]]))
+    assert torch.equal(masks.materialise(masks.causal_fn(2), 1, 2, 4)[0], torch.tensor([[T, T, T, F], [T, T, T, T]]))
+    got = masks.decoder_self_attention(1, 2, past=2).to_dense()[0]
+    assert torch.equal(got, torch.tensor([[T, T, T, F], [T, T, T, T]]))
 
 
 def test_prefix_matches_hand_written() -> None:
@@ -28,32 +31,32 @@ def test_prefix_matches_hand_written() -> None:
         [T, T, T, T, F],
         [T, T, T, T, T],
     ])
-    got = masks.prefix(torch.tensor([2]), 5)
+    got = masks.decoder_self_attention(1, 5, prefix_lengths=torch.tensor([2])).to_dense()
     assert got.shape == (1, 5, 5)
     assert torch.equal(got[0], expected)
 
 
 def test_prefix_per_example_lengths() -> None:
-    got = masks.prefix(torch.tensor([0, 3]), 3)
-    assert torch.equal(got[0], masks.causal(3))
+    got = masks.decoder_self_attention(2, 3, prefix_lengths=torch.tensor([0, 3])).to_dense()
+    assert torch.equal(got[0], torch.tensor([[T, F, F], [T, T, F], [T, T, T]]))
     assert torch.equal(got[1], torch.ones(3, 3, dtype=torch.bool))
 
 
 def test_bidirectional_and_cross() -> None:
-    assert torch.equal(masks.bidirectional(2, 3), torch.ones(2, 3, dtype=torch.bool))
-    got = masks.cross(None, None, torch.tensor([[1, 1, 0]]), 2, 3)
+    assert torch.equal(masks.materialise(masks.bidirectional_fn(), 1, 2, 3)[0], torch.ones(2, 3, dtype=torch.bool))
+    got = masks.cross_attention(1, 2, 3, enc_attention_mask=torch.tensor([[1, 1, 0]])).to_dense()
     assert torch.equal(got[0], torch.tensor([[T, T, F], [T, T, F]]))
 
 
 def test_padding_hides_pad_keys() -> None:
-    got = masks.combine(masks.causal(3)[None], masks.padding(torch.tensor([[0, 1, 1]])))
+    got = masks.decoder_self_attention(1, 3, key_valid=torch.tensor([[0, 1, 1]])).to_dense()
     expected = torch.tensor([[F, F, F], [F, T, F], [F, T, T]])
     assert torch.equal(got[0], expected)
 
 
 def test_packed_segments_hand_written() -> None:
     seg = torch.tensor([[1, 1, 2, 2, 2, 0]])
-    got = masks.combine(masks.causal(6)[None], masks.segments(seg))[0]
+    got = masks.decoder_self_attention(1, 6, segment_ids=seg).to_dense()[0]
     expected = torch.tensor([
         [T, F, F, F, F, F],
         [T, T, F, F, F, F],
@@ -68,7 +71,7 @@ def test_packed_segments_hand_written() -> None:
 def test_packed_prefix_flags_stay_inside_their_example() -> None:
     seg = torch.tensor([[1, 1, 1, 2, 2, 2]])
     flags = torch.tensor([[T, T, F, T, T, F]])
-    got = masks.combine(masks.prefix_from_flags(flags), masks.segments(seg))[0]
+    got = masks.decoder_self_attention(1, 6, is_prefix=flags, segment_ids=seg).to_dense()[0]
     expected = torch.tensor([
         [T, T, F, F, F, F],
         [T, T, F, F, F, F],
@@ -81,7 +84,8 @@ def test_packed_prefix_flags_stay_inside_their_example() -> None:
 
 
 def test_packed_cross_attention_by_segment() -> None:
-    got = masks.cross(torch.tensor([[1, 2, 0]]), torch.tensor([[1, 1, 2]]), None, 3, 3)[0]
+    got = masks.cross_attention(1, 3, 3, dec_segment_ids=torch.tensor([[1, 2, 0]]),
+                                enc_segment_ids=torch.tensor([[1, 1, 2]])).to_dense()[0]
     expected = torch.tensor([[T, T, F], [F, F, T], [F, F, F]])
     assert torch.equal(got, expected)
 

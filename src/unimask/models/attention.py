@@ -4,12 +4,21 @@ Backends: ``sdpa`` (torch's scaled_dot_product_attention with a bool mask; the d
 matmul/softmax that can return the attention probabilities, for analysis) and ``flex`` (FlexAttention,
 CUDA only, since it has no backward on CPU: asking for it elsewhere raises ``ConfigError`` rather than
 silently running SDPA).
+
+Every backend takes the same mask: an ``AttentionMask`` (a mask function, ``unimask.models.masks``) or a
+dense bool tensor. Only here does it take its backend's form (design note 3): a dense bool mask for SDPA
+and eager, one FlexAttention ``BlockMask`` built from the mask function for ``flex`` (PyTorch's
+FlexAttention, He et al. 2024), or nothing at all for SDPA when the mask is plainly causal
+(``is_causal=True``) or plainly bidirectional. ``prepare_mask`` builds that form once per forward, before the
+layers, so every layer reads the same tensor or BlockMask.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,38 +28,57 @@ from unimask.config import ModelConfig
 from unimask.errors import ConfigError
 from unimask.models.kv_cache import LayerCache
 from unimask.models.layers import rotate_qk
-from unimask.models.masks import to_attention_mask
+from unimask.models.masks import AttentionMask, to_attention_mask
+
+if TYPE_CHECKING:
+    from torch.nn.attention.flex_attention import BlockMask
 
 Backend = Literal["sdpa", "eager", "flex"]
+Mask = AttentionMask | Tensor
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *, bias: Tensor | None = None,
+def prepare_mask(mask: Mask | None, backend: Backend, *, with_bias: bool = False,
+                 return_probs: bool = False) -> Mask | None:
+    """Build, once, the form of ``mask`` that ``attend`` will read for this backend.
+
+    Called once per forward before the layers, so the layers share one dense mask or one BlockMask: an
+    ``AttentionMask`` caches what it built and is returned as is; a bool tensor comes back as the
+    ``(B, 1, Tq, Tk)`` dense mask. ``with_bias``: an additive bias comes too (T5), so SDPA needs the dense
+    mask even where the mask is plain.
+    """
+    if not isinstance(mask, AttentionMask):
+        return _dense(mask)
+    if backend == "eager" or return_probs:
+        mask.attention_dense()
+    elif backend == "flex":
+        mask.block_mask()
+    elif mask.plain is None or with_bias:
+        mask.attention_dense()
+    return mask
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Mask | None, *, bias: Tensor | None = None,
            scale: float, dropout_p: float = 0.0, backend: Backend = "sdpa",
            return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
     """Attention for ``q (B, H, Tq, D)``, ``k, v (B, Hkv, Tk, D)``; Hkv divides H (GQA/MQA).
 
-    ``mask``: bool, True = may attend, broadcastable to ``(B, H, Tq, Tk)``. ``bias``: additive
-    ``(B or 1, H, Tq, Tk)`` (T5 relative positions). Returns ``(out (B, H, Tq, D), probs or None)``.
+    ``mask``: an ``AttentionMask`` covering ``(B, Tq, Tk)``, or a bool tensor (True = may attend)
+    broadcastable to ``(B, H, Tq, Tk)`` (not for ``flex``: a BlockMask is built from a mask function, never
+    from a dense tensor). ``bias``: additive ``(B or 1, H, Tq, Tk)`` (T5 relative positions).
+    Returns ``(out (B, H, Tq, D), probs or None)``.
     """
     if backend == "flex":
         why = flex_unavailable(q.device)
         if why:
             raise ConfigError(why)
-    if mask is not None:
-        mask = to_attention_mask(mask) if mask.dim() < 4 else mask
     if backend == "eager" or return_probs:
-        return _eager(q, k, v, mask, bias, scale, dropout_p, return_probs)
+        return _eager(q, k, v, _dense(mask), bias, scale, dropout_p, return_probs)
     if backend == "flex":
-        return _flex(q, k, v, mask, bias, scale), None
-    attn_mask: Tensor | None = mask
-    if bias is not None:
-        attn_mask = bias.to(q.dtype)
-        if mask is not None:
-            attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
-    gqa = k.shape[1] != q.shape[1]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale,
-                                         enable_gqa=gqa)
-    return out, None
+        if isinstance(mask, Tensor):
+            raise TypeError("attention backend 'flex' takes an AttentionMask (a mask function, "
+                            "unimask.models.masks), not a dense tensor")
+        return _flex(q, k, v, mask.block_mask() if mask is not None else None, bias, scale), None
+    return _sdpa(q, k, v, mask, bias, scale, dropout_p), None
 
 
 def flex_unavailable(device: torch.device) -> str:
@@ -61,9 +89,35 @@ def flex_unavailable(device: torch.device) -> str:
             "the model to a GPU first, or use 'sdpa' (the default) or 'eager'")
 
 
+def _dense(mask: Mask | None) -> Tensor | None:
+    """``(B or 1, 1, Tq, Tk)`` bool (an empty row sees every key), or None for no mask."""
+    if mask is None:
+        return None
+    if isinstance(mask, AttentionMask):
+        return mask.attention_dense()
+    return to_attention_mask(mask) if mask.dim() < 4 else mask
+
+
 def _repeat_kv(x: Tensor, n_heads: int) -> Tensor:
     reps = n_heads // x.shape[1]
     return x if reps == 1 else x.repeat_interleave(reps, dim=1)
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Mask | None, bias: Tensor | None, scale: float,
+          dropout_p: float) -> Tensor:
+    gqa = k.shape[1] != q.shape[1]
+    plain = mask.plain if isinstance(mask, AttentionMask) and bias is None else None
+    if plain is not None:  # exactly causal (Tq == Tk) or exactly bidirectional: no mask tensor at all
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale,
+                                              is_causal=plain == "causal", enable_gqa=gqa)
+    dense = _dense(mask)
+    attn_mask: Tensor | None = dense
+    if bias is not None:
+        attn_mask = bias.to(q.dtype)
+        if dense is not None:
+            attn_mask = attn_mask.masked_fill(~dense, float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale,
+                                          enable_gqa=gqa)
 
 
 def _eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, scale: float,
@@ -79,23 +133,27 @@ def _eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | 
     return torch.matmul(dropped, v), (probs if return_probs else None)
 
 
-def _flex(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, scale: float) -> Tensor:
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+@functools.cache
+def _compiled_flex() -> Callable[..., Tensor]:
+    """``flex_attention`` under ``torch.compile``: the fused kernel that skips the blocks a BlockMask hides
+    (uncompiled, FlexAttention materialises the full score matrix). Built on first use, not at import."""
+    from torch.nn.attention.flex_attention import flex_attention
 
-    block_mask = None
-    if mask is not None:
-        full = mask.expand(q.shape[0], 1, q.shape[2], k.shape[2])
+    return torch.compile(flex_attention)
 
-        def mask_mod(b, h, qi, ki):
-            return full[b, 0, qi, ki]
 
-        block_mask = create_block_mask(mask_mod, q.shape[0], None, q.shape[2], k.shape[2], device=q.device)
+def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: BlockMask | None, bias: Tensor | None, scale: float) -> Tensor:
+    """FlexAttention with ``block_mask`` (a ``BlockMask`` or None) and the bias as a ``score_mod``; compiled
+    on CUDA, the unfused reference elsewhere (CPU tests of the BlockMask path)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
     score_mod = None
     if bias is not None:
-        def score_mod(score, b, h, qi, ki):
+        def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
             return score + bias[b if bias.shape[0] > 1 else 0, h, qi, ki]
-    return flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
-                          enable_gqa=k.shape[1] != q.shape[1])
+    run = _compiled_flex() if q.device.type == "cuda" else flex_attention
+    return run(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
+               enable_gqa=k.shape[1] != q.shape[1])
 
 
 class Attention(nn.Module):
@@ -114,7 +172,7 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         self.backend: Backend = "sdpa"
 
-    def forward(self, x: Tensor, mask: Tensor | None, *, rope: tuple[Tensor, ...] | None = None,
+    def forward(self, x: Tensor, mask: Mask | None, *, rope: tuple[Tensor, ...] | None = None,
                 bias: Tensor | None = None, memory: Tensor | None = None, cache: LayerCache | None = None,
                 return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
         """``x (B, T, d)`` -> ``(B, T, d)``. ``memory (B, S, d)``: encoder states for cross attention."""

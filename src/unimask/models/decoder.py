@@ -29,23 +29,21 @@ class DecoderLM(UnimaskLM):
         return KVCache(c.n_layers, batch, c.kv_heads, max_len, c.head_dim_, dtype=dtype or p.dtype, device=p.device)
 
     def build_mask(self, batch: int, length: int, *, attention_mask: Tensor | None, segment_ids: Tensor | None,
-                   is_prefix: Tensor | None, cache: KVCache | None, device: torch.device) -> Tensor:
-        """Self-attention mask ``(B or 1, T, past + T)`` for this chunk of ``length`` tokens."""
+                   is_prefix: Tensor | None, prefix_lengths: Tensor | None = None, cache: KVCache | None = None,
+                   device: torch.device) -> masks.AttentionMask:
+        """Self-attention mask over ``(B, T, past + T)`` for this chunk of ``length`` tokens (one per forward,
+        shared by every layer); the prefix counts only for ``arch="prefix"``. With a cache, the chunk's
+        ``attention_mask`` is recorded in ``cache.key_valid`` and every cached pad key stays hidden."""
         past = cache.length if cache is not None else 0
-        mask = masks.causal(length, past + length, offset=past, device=device)[None]  # (1, T, past+T)
-        if is_prefix is not None and self.config.arch == "prefix" and past == 0:
-            mask = mask | (is_prefix[:, :, None] & is_prefix[:, None, :])
-        if segment_ids is not None:
-            if past:
-                raise ValueError("packed segments cannot be combined with a KV cache")
-            mask = mask & masks.segments(segment_ids)
+        key_valid = attention_mask
         if cache is not None:
             if attention_mask is not None:
                 cache.key_valid[:, past:past + length] = attention_mask.bool()
-            mask = mask & cache.key_valid[:, None, : past + length]
-        elif attention_mask is not None:
-            mask = mask & masks.padding(attention_mask)
-        return mask
+            key_valid = cache.key_valid[:, : past + length]  # (B, past + T)
+        prefix = self.config.arch == "prefix"
+        return masks.decoder_self_attention(batch, length, past=past, is_prefix=is_prefix if prefix else None,
+                                            prefix_lengths=prefix_lengths if prefix else None,
+                                            segment_ids=segment_ids, key_valid=key_valid, device=device)
 
     def forward(self, input_ids: Tensor, labels: Tensor | None = None, *, attention_mask: Tensor | None = None,
                 segment_ids: Tensor | None = None, is_prefix: Tensor | None = None,
@@ -58,13 +56,13 @@ class DecoderLM(UnimaskLM):
         ``is_prefix (B, T)`` (packed rows). Without either, every token is causal.
         """
         B, T = input_ids.shape
-        if prefix_lengths is not None and is_prefix is None:
-            is_prefix = masks.prefix_flags(prefix_lengths.to(input_ids.device), T)
+        if prefix_lengths is not None:
+            prefix_lengths = prefix_lengths.to(input_ids.device)
         if position_ids is None:
             past = cache.length if cache is not None else 0
             position_ids = positions_from(attention_mask, segment_ids, B, T, input_ids.device, offset=past)
         mask = self.build_mask(B, T, attention_mask=attention_mask, segment_ids=segment_ids, is_prefix=is_prefix,
-                               cache=cache, device=input_ids.device)
+                               prefix_lengths=prefix_lengths, cache=cache, device=input_ids.device)
         h, probs, _ = self.decoder(self.embed(input_ids), mask, position_ids, block_position_ids=block_position_ids,
                                 cache=cache, return_probs=return_attentions)
         return self._output(h, labels, probs)

@@ -42,11 +42,8 @@ class EncoderDecoderLM(UnimaskLM):
                position_ids: Tensor | None = None, return_attentions: bool = False) -> tuple[Tensor, list[Tensor]]:
         """``input_ids (B, S)`` -> encoder states ``(B, S, d)``; every token sees the whole (own) input."""
         B, S = input_ids.shape
-        mask = masks.bidirectional(S, device=input_ids.device)[None]
-        if segment_ids is not None:
-            mask = mask & masks.segments(segment_ids)
-        if attention_mask is not None:
-            mask = mask & masks.padding(attention_mask)
+        mask = masks.encoder_self_attention(B, S, segment_ids=segment_ids, attention_mask=attention_mask,
+                                            device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from(None, segment_ids, B, S, input_ids.device)
         h, probs, _ = self.encoder(self.embed(input_ids), mask, position_ids, return_probs=return_attentions)
@@ -78,12 +75,10 @@ class EncoderDecoderLM(UnimaskLM):
         S = encoder_out.shape[1]
         dev = decoder_input_ids.device
         past = cache.length if cache is not None else 0
-        self_mask = masks.causal(T, past + T, offset=past, device=dev)[None]
-        if decoder_segment_ids is not None:
-            self_mask = self_mask & masks.segments(decoder_segment_ids)
-        if decoder_attention_mask is not None:
-            self_mask = self_mask & masks.padding(decoder_attention_mask)
-        cross_mask = masks.cross(decoder_segment_ids, segment_ids, attention_mask, T, S, device=dev)
+        self_mask = masks.decoder_self_attention(B, T, past=past, segment_ids=decoder_segment_ids,
+                                                 key_valid=decoder_attention_mask, device=dev)
+        cross_mask = masks.cross_attention(B, T, S, dec_segment_ids=decoder_segment_ids, enc_segment_ids=segment_ids,
+                                           enc_attention_mask=attention_mask, device=dev)
         if decoder_position_ids is None:
             decoder_position_ids = positions_from(None, decoder_segment_ids, B, T, dev, offset=past)
         h, dec_probs, cross_probs = self.decoder(self.embed(decoder_input_ids), self_mask, decoder_position_ids,

@@ -8,10 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from unimask.config import ModelConfig
-from unimask.models.attention import Attention
+from unimask.models.attention import Attention, Mask, prepare_mask
 from unimask.models.kv_cache import KVCache
 from unimask.models.layers import MLP, RelativeBias, RotaryPositions, make_norm
-from unimask.models.masks import to_attention_mask
 
 
 class Block(nn.Module):
@@ -32,8 +31,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None, *, rope: tuple[Tensor, ...] | None = None,
-                bias: Tensor | None = None, memory: Tensor | None = None, cross_mask: Tensor | None = None,
+    def forward(self, x: Tensor, mask: Mask | None, *, rope: tuple[Tensor, ...] | None = None,
+                bias: Tensor | None = None, memory: Tensor | None = None, cross_mask: Mask | None = None,
                 cache: KVCache | None = None, index: int = 0,
                 return_probs: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``x (B, T, d)`` -> ``(B, T, d)``, and if asked this layer's self-attention probabilities
@@ -86,9 +85,9 @@ class Stack(nn.Module):
         self.layers = nn.ModuleList(Block(config, cross=cross) for _ in range(n_layers))
         self.final_norm = make_norm(config) if config.norm_position == "pre" else None
 
-    def forward(self, tok: Tensor, mask: Tensor | None, position_ids: Tensor, *,
+    def forward(self, tok: Tensor, mask: Mask | None, position_ids: Tensor, *,
                 block_position_ids: Tensor | None = None, memory: Tensor | None = None,
-                cross_mask: Tensor | None = None, cache: KVCache | None = None,
+                cross_mask: Mask | None = None, cache: KVCache | None = None,
                 return_probs: bool = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """``tok (B, T, d)`` embedded tokens, ``position_ids (B, T)`` -> hidden states ``(B, T, d)``, and with
         ``return_probs`` each layer's self- and (decoder of an encoder-decoder) cross-attention probabilities."""
@@ -109,9 +108,12 @@ class Stack(nn.Module):
             q_idx = torch.arange(past, past + T, device=h.device)[None]
             k_idx = torch.arange(0, past + T, device=h.device)[None]
             bias = self.rel_bias(q_idx, k_idx)  # (1, H, T, past + T)
-        # (B, 1, Tq, Tk) once per forward, not once per layer
-        mask = to_attention_mask(mask) if mask is not None else None
-        cross_mask = to_attention_mask(cross_mask) if cross_mask is not None else None
+        # the backend's form of each mask (dense (B, 1, Tq, Tk), BlockMask, or none), once per forward
+        if self.layers:
+            first = self.layers[0]
+            mask = prepare_mask(mask, first.attn.backend, with_bias=bias is not None, return_probs=return_probs)
+            if first.has_cross:
+                cross_mask = prepare_mask(cross_mask, first.cross_attn.backend, return_probs=return_probs)
         probs: list[Tensor] = []
         cross_probs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
