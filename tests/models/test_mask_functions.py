@@ -398,15 +398,16 @@ def test_prepare_mask_builds_the_backends_form() -> None:
 
 
 def _kinds(device: torch.device) -> dict[str, masks.AttentionMask]:
-    """Builders' masks for B = 2, T = 37 (not a multiple of the 128 block), S = 23."""
-    L, S = 37, 23
-    seg = torch.tensor([[1] * 20 + [2] * 12 + [0] * 5, [1] * L], device=device)
-    enc_seg = torch.tensor([[1] * 10 + [2] * 9 + [0] * 4, [1] * S], device=device)
-    lengths = torch.tensor([11, 30], device=device)
+    """Builders' masks for B = 2, T = 300 (three blocks of 128, the last one partial), S = 200: the rows differ
+    block by block (a block empty in one row is full in the other), so a BlockMask of the wrong row shows."""
+    L, S = 300, 200
+    seg = torch.tensor([[1] * 150 + [2] * 130 + [0] * 20, [1] * L], device=device)
+    enc_seg = torch.tensor([[1] * 100 + [2] * 80 + [0] * 20, [1] * S], device=device)
+    lengths = torch.tensor([11, 260], device=device)
     return {
         "causal": masks.decoder_self_attention(2, L, device=device),
         "prefix": masks.decoder_self_attention(2, L, prefix_lengths=lengths, device=device),
-        "packed": masks.decoder_self_attention(2, L, is_prefix=(torch.arange(L, device=device) % 20 < 6).expand(2, L),
+        "packed": masks.decoder_self_attention(2, L, is_prefix=(torch.arange(L, device=device) % 150 < 40).expand(2, L),
                                                segment_ids=seg, device=device),
         "cross": masks.cross_attention(2, L, S, dec_segment_ids=seg, enc_segment_ids=enc_seg,
                                        enc_attention_mask=(enc_seg > 0) | (torch.arange(S, device=device) < 3),
@@ -414,27 +415,62 @@ def _kinds(device: torch.device) -> dict[str, masks.AttentionMask]:
     }
 
 
-def _three_backends(mask: masks.AttentionMask, device: torch.device, flex: bool) -> dict[str, Tensor]:
+def _three_backends(mask: masks.AttentionMask, device: torch.device, flex: bool) -> list[dict[str, Tensor]]:
+    """Outputs of eager, SDPA and FlexAttention (GQA: 4 query heads, 2 kv heads), without and with a T5-style
+    additive bias."""
     g = torch.Generator(device=device).manual_seed(0)
     q = torch.randn(2, 4, mask.q_len, 16, device=device, generator=g)
     k = torch.randn(2, 2, mask.kv_len, 16, device=device, generator=g)
     v = torch.randn(2, 2, mask.kv_len, 16, device=device, generator=g)
-    outs = {name: attend(q, k, v, mask, scale=0.25, backend=name)[0] for name in ("eager", "sdpa")}
-    if flex:
-        outs["flex"] = attend(q, k, v, mask, scale=0.25, backend="flex")[0]
-    else:  # off CUDA the backend refuses; the unfused FlexAttention reference checks the BlockMask path
-        outs["flex"] = attention._flex(q, k, v, mask.block_mask(), None, 0.25)
-    return outs
+    bias = torch.randn(1, 4, mask.q_len, mask.kv_len, device=device, generator=g)
+    runs = []
+    for b in (None, bias):
+        outs = {name: attend(q, k, v, mask, bias=b, scale=0.3, backend=name)[0] for name in ("eager", "sdpa")}
+        if flex:
+            outs["flex"] = attend(q, k, v, mask, bias=b, scale=0.3, backend="flex")[0]
+        else:  # off CUDA the backend refuses; the unfused FlexAttention reference checks the mask function
+            outs["flex"] = attention._flex(q, k, v, mask.block_mask(), b, 0.3)
+        runs.append(outs)
+    return runs
+
+
+def _visible_blocks(mask: masks.AttentionMask, block: int = 128) -> tuple[Tensor, Tensor]:
+    """``(B, nq, nk)`` bool from the dense mask: blocks with any visible key, blocks with every key visible."""
+    dense = mask.to_dense().expand(2, mask.q_len, mask.kv_len)
+    nq, nk = -(-mask.q_len // block), -(-mask.kv_len // block)
+    padded = torch.zeros(2, nq * block, nk * block, dtype=torch.int8)
+    padded[:, : mask.q_len, : mask.kv_len] = dense.to(torch.int8)
+    inside = torch.zeros_like(padded)
+    inside[:, : mask.q_len, : mask.kv_len] = 1
+    per_block = padded.view(2, nq, block, nk, block).sum((2, 4))
+    return per_block > 0, per_block == inside.view(2, nq, block, nk, block).sum((2, 4))
+
+
+@pytest.mark.parametrize("kind", ["causal", "prefix", "packed", "cross"])
+def test_block_mask_blocks_are_exactly_the_visible_ones(kind: str) -> None:
+    """The BlockMask skips exactly the blocks with no visible key, per row, and calls a block full (mask
+    function skipped) only where every key is visible: FlexAttention's fused kernel trusts both."""
+    mask = _kinds(torch.device("cpu"))[kind]
+    bm = mask.block_mask()
+    any_visible, all_visible = _visible_blocks(mask)
+    non_empty = bm.to_dense()[:, 0].bool().expand_as(any_visible)
+    assert torch.equal(non_empty, any_visible)
+    full = torch.zeros_like(any_visible[:1].expand(bm.full_kv_num_blocks.shape[0], -1, -1)).clone()
+    for b in range(full.shape[0]):
+        for qb in range(full.shape[1]):
+            n = int(bm.full_kv_num_blocks[b, 0, qb])
+            full[b, qb, bm.full_kv_indices[b, 0, qb, :n].long()] = True
+    assert not bool((full.expand_as(all_visible) & ~all_visible).any())
 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 @pytest.mark.parametrize("kind", ["causal", "prefix", "packed", "cross"])
 def test_flex_reference_equals_sdpa_and_eager_on_cpu(kind: str) -> None:
     mask = _kinds(torch.device("cpu"))[kind]
-    outs = _three_backends(mask, torch.device("cpu"), flex=False)
-    real = mask.to_dense().any(-1)[:, None, :, None].expand_as(outs["eager"])  # rows with a visible key
-    for name in ("sdpa", "flex"):
-        assert (outs[name] - outs["eager"])[real].abs().max().item() <= 1e-5, name
+    for outs in _three_backends(mask, torch.device("cpu"), flex=False):
+        real = mask.to_dense().any(-1)[:, None, :, None].expand_as(outs["eager"])  # rows with a visible key
+        for name in ("sdpa", "flex"):
+            assert (outs[name] - outs["eager"])[real].abs().max().item() <= 1e-5, name
 
 
 @pytest.mark.skipif(not CUDA, reason="FlexAttention runs on CUDA only")
@@ -442,10 +478,10 @@ def test_flex_reference_equals_sdpa_and_eager_on_cpu(kind: str) -> None:
 def test_flex_equals_sdpa_and_eager_on_cuda(kind: str) -> None:
     dev = torch.device("cuda")
     mask = _kinds(dev)[kind]
-    outs = _three_backends(mask, dev, flex=True)
-    real = mask.to_dense().any(-1)[:, None, :, None].expand_as(outs["eager"])
-    for name in ("sdpa", "flex"):
-        assert (outs[name] - outs["eager"])[real].abs().max().item() <= 2e-3, name
+    for outs in _three_backends(mask, dev, flex=True):
+        real = mask.to_dense().any(-1)[:, None, :, None].expand_as(outs["eager"])
+        for name in ("sdpa", "flex"):
+            assert (outs[name] - outs["eager"])[real].abs().max().item() <= 2e-3, name
     assert mask._block is not None and mask._block.mask_mod is mask.fn
 
 
