@@ -1,5 +1,5 @@
 """Two-process gloo training through the real launcher (torchrun) equals single-process training on the
-same global batch: DDP and FSDP2, losses and weights within 1e-5 after 3 steps."""
+same global batch: DDP and FSDP2, losses within 1e-5 and weights within 1e-4 (5% of one step) after 3 steps."""
 
 from __future__ import annotations
 
@@ -78,7 +78,10 @@ def test_two_process_training_matches_single_process(parallel, setup):
     assert losses[0] != losses[-1]  # it really trained
     trained = load_model(out / f"checkpoint-{STEPS}")  # a gathered full state dict, loaded in one process
     diffs = [(a - b).abs().max().item() for a, b in zip(trained.state_dict().values(), ref_model.state_dict().values())]
-    assert max(diffs) < 1e-5
+    # rounding only: per-rank GEMMs round differently from one GEMM on the whole batch, and AdamW turns an
+    # element whose gradient nearly cancels into a difference of a few percent of one step (lr 2e-3);
+    # a sharding or reduction bug moves weights by the order of lr itself
+    assert max(diffs) < 1e-4
     moved = max((a - b).abs().max().item() for a, b in zip(trained.state_dict().values(),
                                                             load_model(root / "init").state_dict().values()))
     assert moved > 1e-3

@@ -146,16 +146,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     import unimask.models.base as base
 
     calls = {"n": 0}
-    real = base.lm_loss
+    real = base.head_loss
 
-    def poisoned(logits, labels):
+    def poisoned(model, h, labels):
         calls["n"] += 1
-        mean, total, n = real(logits, labels)
+        mean, total, n = real(model, h, labels)
         if calls["n"] == 4:  # the fourth training forward
             total = total * float("nan")
         return mean, total, n
 
-    monkeypatch.setattr(base, "lm_loss", poisoned)
+    monkeypatch.setattr(base, "head_loss", poisoned)
     cfg = run_config(tmp_path / "nan", steps=8, save_every=1, keep_last=5, eval_every=0,
                      data={"seq_len": 32, "batch_size": 2})
     with pytest.raises(TrainingDiverged) as info:
@@ -195,16 +195,16 @@ def _poison_fourth_loss(monkeypatch):
     import unimask.models.base as base
 
     calls = {"n": 0}
-    real = base.lm_loss
+    real = base.head_loss
 
-    def poisoned(logits, labels):
+    def poisoned(model, h, labels):
         calls["n"] += 1
-        mean, total, n = real(logits, labels)
+        mean, total, n = real(model, h, labels)
         if calls["n"] == 4:
             total = total * float("nan")
         return mean, total, n
 
-    monkeypatch.setattr(base, "lm_loss", poisoned)
+    monkeypatch.setattr(base, "head_loss", poisoned)
 
 
 def test_overwrite_keeps_the_replaced_run_until_the_new_one_succeeds(tmp_path, monkeypatch):
@@ -237,3 +237,30 @@ def test_out_dir_that_cannot_be_created_fails_first(tmp_path, capsys):
     code, err = _cli(capsys, "--config", str(cfg))
     assert code == 2 and "is a file" in err and len(err.splitlines()) == 1
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_no_grad_forward_sees_every_optimizer_step():
+    """Held-out evaluation between training steps must use the current weights: the fused AdamW kernel
+    updates in place without bumping tensor versions, so nothing may cache weights keyed on versions."""
+    from unimask import build_model, preset
+    from unimask.train.config import OptimizerConfig
+    from unimask.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = build_model(preset("tiny-causal"))
+    assert model.config.gated  # the gate/up GEMM path
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-2))
+    for _ in range(2):
+        with torch.no_grad():
+            model(input_ids=ids)  # an evaluation between steps
+        model(input_ids=ids).logits.float().pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        got = model(input_ids=ids).logits
+    fresh = build_model(preset("tiny-causal"))
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        want = fresh(input_ids=ids).logits
+    assert torch.equal(got, want)

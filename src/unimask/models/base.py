@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +14,31 @@ from torch import Tensor, nn
 from unimask.config import ModelConfig
 
 
-@dataclass
 class LMOutput:
     """``logits (B, T, V)``; ``loss`` = ``loss_sum / n_loss_tokens`` over labels != -100.
 
+    With labels the loss is computed from the hidden states without the full logits
+    (``unimask.models.loss``); ``logits`` are then formed on first access (differentiable as ever).
     With ``return_attentions``: ``attentions`` are the self-attention probabilities of every layer
     ``(B, H, Tq, Tk)`` (encoder first), ``cross_attentions`` the decoder's cross-attention probabilities
     ``(B, H, T, S)`` of an encoder-decoder.
     """
 
-    logits: Tensor
-    loss: Tensor | None = None
-    loss_sum: Tensor | None = None
-    n_loss_tokens: Tensor | None = None
-    attentions: list[Tensor] | None = None
-    encoder_out: Tensor | None = None
-    cross_attentions: list[Tensor] | None = None
+    def __init__(self, logits: Tensor | Callable[[], Tensor], loss: Tensor | None = None,
+                 loss_sum: Tensor | None = None, n_loss_tokens: Tensor | None = None,
+                 attentions: list[Tensor] | None = None, encoder_out: Tensor | None = None,
+                 cross_attentions: list[Tensor] | None = None) -> None:
+        self._logits: Tensor | None = logits if isinstance(logits, Tensor) else None
+        self._make_logits = None if isinstance(logits, Tensor) else logits
+        self.loss, self.loss_sum, self.n_loss_tokens = loss, loss_sum, n_loss_tokens
+        self.attentions, self.encoder_out, self.cross_attentions = attentions, encoder_out, cross_attentions
+
+    @property
+    def logits(self) -> Tensor:
+        if self._logits is None:
+            assert self._make_logits is not None
+            self._logits, self._make_logits = self._make_logits(), None
+        return self._logits
 
 
 def lm_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -39,6 +48,16 @@ def lm_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
     n = (labels != -100).sum()
+    return loss_sum / n.clamp(min=1), loss_sum, n
+
+
+def head_loss(model: UnimaskLM, h: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``lm_loss(model.logits(h), labels)`` without materialising the logits: the mean, the sum, the count."""
+    from unimask.models.loss import linear_cross_entropy
+
+    h = model.head_input(h)
+    bias = model.final_logits_bias if model.config.final_logits_bias else None
+    loss_sum, n = linear_cross_entropy(h, model.lm_head.weight, bias, labels)
     return loss_sum / n.clamp(min=1), loss_sum, n
 
 
@@ -87,23 +106,31 @@ class UnimaskLM(nn.Module):
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 nn.init.normal_(p, std=std / math.sqrt(2 * depth))
 
+    def head_input(self, h: Tensor) -> Tensor:
+        """What the output projection reads: T5 v1.0 rescales before its tied projection."""
+        if self.config.scale_tied_output and self.config.tie_embeddings:
+            return h * self.config.d_model ** -0.5
+        return h
+
     def logits(self, h: Tensor) -> Tensor:
         """Hidden states ``(B, T, d)`` -> logits ``(B, T, V)``."""
-        if self.config.scale_tied_output and self.config.tie_embeddings:
-            h = h * self.config.d_model ** -0.5  # T5 v1.0 rescales before the tied output projection
-        out = self.lm_head(h)
+        out = self.lm_head(self.head_input(h))
         if self.config.final_logits_bias:
             out = out + self.final_logits_bias
         return out
 
     def _output(self, h: Tensor, labels: Tensor | None, probs: list[Tensor], encoder_out: Tensor | None = None,
                 cross_probs: list[Tensor] | None = None) -> LMOutput:
-        logits = self.logits(h)
-        out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out,
-                       cross_attentions=cross_probs or None)
-        if labels is not None:
-            out.loss, out.loss_sum, out.n_loss_tokens = lm_loss(logits, labels)
-        return out
+        if labels is None or type(self.lm_head) is not nn.Linear:  # a wrapped head (an adapter): plain path
+            logits = self.logits(h)
+            out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out,
+                           cross_attentions=cross_probs or None)
+            if labels is not None:
+                out.loss, out.loss_sum, out.n_loss_tokens = lm_loss(logits, labels)
+            return out
+        loss, loss_sum, n = head_loss(self, h, labels)
+        return LMOutput(logits=lambda: self.logits(h), loss=loss, loss_sum=loss_sum, n_loss_tokens=n,
+                        attentions=probs or None, encoder_out=encoder_out, cross_attentions=cross_probs or None)
 
     def set_attention_backend(self, backend: str) -> None:
         """Switch every attention layer to ``sdpa``, ``eager`` or ``flex``.
