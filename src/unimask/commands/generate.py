@@ -80,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UnimaskError(f"--batch-size must be at least 1, got {args.batch_size}")
     prompts = read_prompts(args)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
-                            seed=args.seed)
+    params = _params(args, SamplingParams)
     engine = LoadedModel.load(args.model, device=args.device, add_bos=args.add_bos)
     if engine.model.config.arch == "causal" and any(has_glm_blank(p) or has_sentinel(p) for p in prompts):
         print("note: a causal decoder fills no blanks; [MASK] and <extra_id_N> are read as text", file=sys.stderr)
@@ -97,6 +95,19 @@ def run(args: argparse.Namespace) -> int:
     for start in range(0, len(todo), args.batch_size):
         _complete_batch(engine, todo[start:start + args.batch_size], params, args, many)
     return 0
+
+
+def _params(args: argparse.Namespace, kind: type[SamplingParams]) -> SamplingParams:
+    """The generation settings, checked as the server checks them (one line naming the option if not)."""
+    from unimask.serving.engine import RequestError
+
+    try:
+        return kind.from_user(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                              top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=tuple(args.stop),
+                              seed=args.seed)
+    except RequestError as exc:
+        option = {"max_new_tokens": "max-new-tokens"}.get(exc.param or "", (exc.param or "").replace("_", "-"))
+        raise UnimaskError(f"--{option}: {exc}; see `unimask generate --help`") from None
 
 
 def _complete_batch(engine: LoadedModel, batch: list[tuple[int, str]], params: SamplingParams,

@@ -1,6 +1,7 @@
 """``unimask serve``: an OpenAI-compatible HTTP API for a model directory (FastAPI + uvicorn).
 
-Endpoints: /v1/models, /v1/completions, /v1/chat/completions (streaming with server-sent events), /health.
+Endpoints: /v1/models, /v1/completions, /v1/chat/completions (streaming with server-sent events), /health
+(liveness), /ready (readiness), /openapi.json (the schema).
 Binds to 127.0.0.1 unless --host says otherwise. The chat template is documented in unimask.serving.chat.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import socket
 import sys
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrent", type=int, default=4, help="requests generating at once")
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (413 beyond)")
+    p.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS",
+                   help="most seconds one request may take, queue included (408 or an error event beyond)")
     p.add_argument("--api-key", default=os.environ.get("UNIMASK_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default $UNIMASK_API_KEY; none = open)")
     p.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
@@ -58,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             raise UnimaskError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.max_queue < 0:
         raise UnimaskError(f"--max-queue must be >= 0, got {args.max_queue}")
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise UnimaskError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
     if not 0 <= args.port < 65536:
         raise UnimaskError(f"--port must be in 0..65535, got {args.port}")
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -70,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                                "choose another --port or --host") from None
     engine = LoadedModel.load(args.model, name=args.name, device=args.device, add_bos=args.add_bos)
     limits = ServerLimits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens,
-                          max_concurrent=args.max_concurrent, max_queue=args.max_queue, api_key=args.api_key)
+                          max_concurrent=args.max_concurrent, max_queue=args.max_queue, time_limit_s=args.time_limit,
+                          api_key=args.api_key)
     if not _is_loopback(args.host) and not args.api_key:
         print(f"warning: serving on {args.host} without --api-key: anyone who can reach this port can use the model",
               file=sys.stderr)

@@ -92,15 +92,19 @@ def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attentio
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
     enc_dec = mc.arch == "encoder_decoder"
     ids, mask = _as_batch(model, input_ids, attention_mask, left=not enc_dec)
+    # Steps may run on different threads (a server takes turns token by token) and an abandoned stream may be
+    # finalized on any thread: so no context manager spans a ``yield`` (grad mode is per thread; ``_select``
+    # enters no_grad around each step) and closing touches the model only if this call changed its mode.
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
-        with torch.no_grad():
-            steps = _encdec_steps(model, ids, mask, cfg) if enc_dec else _decoder_steps(model, ids, mask, cfg,
-                                                                                       mask_position)
-            yield from _select(steps, ids, cfg, eos, mc.pad_token_id, generator)
+        steps = _encdec_steps(model, ids, mask, cfg) if enc_dec else _decoder_steps(model, ids, mask, cfg,
+                                                                                   mask_position)
+        yield from _select(steps, ids, cfg, eos, mc.pad_token_id, generator)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
 
 
 def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int,
@@ -109,19 +113,22 @@ def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int
     B = ids.shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
     previous = ids.clone()
-    logits = next(steps)
+    with torch.no_grad():
+        logits = next(steps)
     for i in range(cfg.max_new_tokens):
-        token = choose_next(logits, previous=previous, do_sample=cfg.do_sample, temperature=cfg.temperature,
-                            top_k=cfg.top_k, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
-                            generator=generator)
-        token = token.masked_fill(finished, pad)
+        with torch.no_grad():
+            token = choose_next(logits, previous=previous, do_sample=cfg.do_sample, temperature=cfg.temperature,
+                                top_k=cfg.top_k, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
+                                generator=generator)
+            token = token.masked_fill(finished, pad)
         yield Step(tokens=token, logits=logits, finished=finished.clone())
         if eos is not None:
             finished = finished | (token == eos)
         previous = torch.cat([previous, token[:, None]], dim=1)
         if bool(finished.all()) or i == cfg.max_new_tokens - 1:
             break
-        logits = steps.send(token)
+        with torch.no_grad():
+            logits = steps.send(token)
     steps.close()
 
 

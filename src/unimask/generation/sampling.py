@@ -35,6 +35,22 @@ def top_k_top_p(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     return logits
 
 
+def scale_by_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """``logits (B, V) / temperature`` without overflow, so any ``temperature > 0`` samples correctly.
+
+    Below 1 the row maximum is subtracted first (softmax is unchanged by a shift): every value is then <= 0,
+    so a tiny temperature sends the others to -inf instead of the top ones to +inf (whose softmax is NaN).
+    A temperature that is 0 in the logits' precision (e.g. 1e-300 in float32) gives the limit itself: the
+    top tokens (ties included) keep 0, every other one -inf, i.e. greedy, ties drawn uniformly.
+    """
+    if temperature >= 1.0:
+        return logits / temperature
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    if torch.tensor(temperature, dtype=logits.dtype) == 0:
+        return shifted.masked_fill(shifted < 0, float("-inf"))
+    return shifted / temperature
+
+
 def choose_next(logits: Tensor, *, previous: Tensor | None = None, do_sample: bool = False,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -44,6 +60,6 @@ def choose_next(logits: Tensor, *, previous: Tensor | None = None, do_sample: bo
         logits = apply_repetition_penalty(logits, previous, repetition_penalty)
     if not do_sample or temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = top_k_top_p(logits / temperature, top_k, top_p)
+    logits = top_k_top_p(scale_by_temperature(logits, temperature), top_k, top_p)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

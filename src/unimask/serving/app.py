@@ -1,14 +1,20 @@
 """An OpenAI-compatible HTTP API (FastAPI) around a ``LoadedModel``.
 
 Endpoints: ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (chat template in
-``unimask.serving.chat``), ``GET /health``. ``"stream": true`` answers with server-sent events, one
-``data: {json}`` chunk per piece of text and ``data: [DONE]`` at the end, as OpenAI's API does.
+``unimask.serving.chat``), ``GET /health`` (liveness: the process answers), ``GET /ready`` (readiness: 200
+when a new request would be admitted now, else 429 as a completion would get) and ``GET /openapi.json``
+(FastAPI's OpenAPI schema, request bodies included). ``"stream": true`` answers with server-sent events,
+one ``data: {json}`` chunk per piece of text and ``data: [DONE]`` at the end, as OpenAI's API does.
 
 Every limit is a ``ServerLimits`` field: body size (413), ``max_tokens`` and prompt length against the
-context (400), requests running at once plus a bounded queue (429 beyond). Anything malformed gets a 4xx
-with OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``; the server keeps serving.
-Generation runs in worker threads, so the event loop stays free; the model takes one decoding step at a
-time (see ``LoadedModel``). Extensions to OpenAI's parameters: ``top_k`` and ``repetition_penalty``.
+context (400), requests running at once plus a bounded queue (429 beyond), a time limit per request (408,
+or an error event in a stream). Anything malformed gets a 4xx with OpenAI's error body
+``{"error": {"message", "type", "param", "code"}}``; the server keeps serving. Generation settings are
+checked by ``SamplingParams`` (the same check as ``unimask generate``). Generation runs in worker threads,
+so the event loop stays free; the model takes one decoding step at a time (see ``LoadedModel``). A slot is
+released however a request ends: finished, refused, timed out, failed, or the client gone (a non-streamed
+request notices within a step or two, then stops decoding). Extensions to OpenAI's parameters: ``top_k``
+and ``repetition_penalty``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +36,16 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from unimask.serving.engine import Chunk, LoadedModel, RequestError, SamplingParams
+from unimask.serving.engine import (
+    MAX_STOP,
+    REPETITION_PENALTY_RANGE,
+    TEMPERATURE_MAX,
+    Chunk,
+    LoadedModel,
+    RequestError,
+    SamplingParams,
+    TimeLimitError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +59,14 @@ class ServerLimits:
     max_concurrent: int = 4
     max_queue: int = 64
     max_prompts: int = 16
-    max_stop: int = 4
+    max_stop: int = MAX_STOP
+    time_limit_s: float = 300.0  # per request, from its arrival to its last token (checked between steps)
     api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.time_limit_s, (int, float)) and math.isfinite(self.time_limit_s)
+                and self.time_limit_s > 0):
+            raise ValueError(f"time_limit_s must be a positive number of seconds, got {self.time_limit_s}")
 
 
 class APIError(Exception):
@@ -54,9 +77,19 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status)
+
+
+def _refusal(exc: RequestError, limits: ServerLimits) -> APIError:
+    """The HTTP answer to a ``RequestError``: 408 for the time limit, else 400."""
+    if isinstance(exc, TimeLimitError):
+        return APIError(408, f"{exc} of {limits.time_limit_s:g} s; ask for fewer tokens or retry later",
+                        type_="timeout_error", code=exc.code)
+    return APIError(400, str(exc), param=exc.param, code=exc.code)
 
 
 # Requests -------------------------------------------------------------------------------------------------
@@ -64,10 +97,10 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    temperature: float = Field(1.0, ge=0, le=2)
+    temperature: float = Field(1.0, ge=0, le=TEMPERATURE_MAX)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
-    repetition_penalty: float = Field(1.0, gt=0, le=10)
+    repetition_penalty: float = Field(1.0, ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1])
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -107,6 +140,12 @@ class Admission:
         self.limit, self.queue = limit, queue
         self._sem: asyncio.Semaphore | None = None
         self.waiting = 0
+        self.running = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether a request arriving now would be refused."""
+        return self.running >= self.limit and self.waiting >= self.queue
 
     async def enter(self) -> Callable[[], None]:
         if self._sem is None:
@@ -119,6 +158,7 @@ class Admission:
             await self._sem.acquire()
         finally:
             self.waiting -= 1
+        self.running += 1
         released = False
         sem = self._sem
 
@@ -126,20 +166,25 @@ class Admission:
             nonlocal released
             if not released:
                 released = True
+                self.running -= 1
                 sem.release()
 
         return release
 
 
 # The app --------------------------------------------------------------------------------------------------
+_OPEN_PATHS = ("/health", "/ready", "/openapi.json")  # answered without the API key (probes, discovery)
+
+
 def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastAPI:
     """A FastAPI app serving ``engine`` under ``limits``."""
     limits = limits or ServerLimits()
     app = FastAPI(title="unimask", description="OpenAI-compatible API for a unimask model", docs_url=None,
-                  redoc_url=None, openapi_url=None)
+                  redoc_url=None, openapi_url="/openapi.json")
     admission = Admission(limits.max_concurrent, limits.max_queue)
     created = int(time.time())
     app.state.engine, app.state.limits, app.state.admission = engine, limits, admission
+    app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -147,7 +192,7 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return APIError(400, str(exc), param=exc.param, code=exc.code).response()
+        return _refusal(exc, limits).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -160,7 +205,7 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
 
     @app.middleware("http")
     async def _auth(request: Request, call_next: Callable) -> Any:
-        if limits.api_key is not None and request.url.path != "/health":
+        if limits.api_key is not None and request.url.path not in _OPEN_PATHS:
             given = request.headers.get("authorization", "")
             if not secrets.compare_digest(given.encode(), f"Bearer {limits.api_key}".encode()):
                 return APIError(401, "missing or wrong API key (Authorization: Bearer ...)",
@@ -169,7 +214,19 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
 
     @app.get("/health")
     async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/ready", responses={429: {"description": "busy: every slot taken and the queue full"}})
+    async def ready() -> Any:
+        """Readiness: the model is loaded and a request arriving now would be admitted (a slot is free or
+        the queue has room); otherwise 429, as that request would get."""
+        state = {"running": admission.running, "waiting": admission.waiting, "max_concurrent": admission.limit,
+                 "max_queue": admission.queue}
+        if admission.full:
+            return JSONResponse({**APIError(429, "the server is busy; retry later", type_="rate_limit_error",
+                                            code="server_busy").body(), **state}, status_code=429)
+        return {"status": "ready", "model": engine.name, **state}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -182,8 +239,9 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
                            code="model_not_found", param="model")
         return _model_card(engine, created)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
     async def completions(request: Request) -> Any:
+        deadline = time.monotonic() + limits.time_limit_s
         req = await _parse(request, CompletionRequest, limits)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if not prompts or len(prompts) > limits.max_prompts:
@@ -192,24 +250,24 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
         ids = await _prepare(engine, prompts, params)
         rid = f"cmpl-{secrets.token_hex(12)}"
         meta = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": engine.name}
-        release = await admission.enter()
+        release = await _admit(admission, deadline, limits)
         if req.stream:
             def chunk_body(c: Chunk) -> dict[str, Any]:
                 return {**meta, "choices": [{"index": c.index, "text": c.text, "logprobs": None,
                                              "finish_reason": c.finish_reason}]}
 
             head = [chunk_body(Chunk(index=i, text=p)) for i, p in enumerate(prompts)] if req.echo else []
-            return _sse(lambda: engine.stream_ids(ids, params), chunk_body, head, meta, _usage_wanted(req), release)
-        try:
-            out = await anyio.to_thread.run_sync(lambda: _collect(engine.stream_ids(ids, params), len(ids)))
-        finally:
-            release()
+            return _sse(lambda: engine.stream_ids(ids, params, deadline=deadline), chunk_body, head, meta,
+                        _usage_wanted(req), release, limits)
+        out = await _run(request, lambda cancel: engine.stream_ids(ids, params, deadline=deadline, cancel=cancel),
+                         len(ids), release)
         choices = [{"index": i, "text": (prompts[i] if req.echo else "") + c.text, "logprobs": None,
                     "finish_reason": c.finish_reason} for i, c in enumerate(out)]
         return {**meta, "choices": choices, "usage": _usage(out)}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))
     async def chat_completions(request: Request) -> Any:
+        deadline = time.monotonic() + limits.time_limit_s
         req = await _parse(request, ChatRequest, limits)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, i)}
                     for i, m in enumerate(req.messages)]
@@ -228,7 +286,7 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
         ids = await _prepare(engine, [prompt], params)
         rid = f"chatcmpl-{secrets.token_hex(12)}"
         meta = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": engine.name}
-        release = await admission.enter()
+        release = await _admit(admission, deadline, limits)
         if req.stream:
             def chunk_body(c: Chunk) -> dict[str, Any]:
                 delta = {"content": c.text} if c.text or c.finish_reason is None else {}
@@ -237,19 +295,47 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
 
             head = [{**meta, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                           "logprobs": None, "finish_reason": None}]}]
-            return _sse(lambda: engine.strip_reply(engine.stream_ids(ids, params)), chunk_body, head, meta,
-                        _usage_wanted(req), release)
-        try:
-            out = await anyio.to_thread.run_sync(
-                lambda: _collect(engine.strip_reply(engine.stream_ids(ids, params)), 1))
-        finally:
-            release()
+            return _sse(lambda: engine.strip_reply(engine.stream_ids(ids, params, deadline=deadline)), chunk_body,
+                        head, meta, _usage_wanted(req), release, limits)
+        out = await _run(request, lambda cancel: engine.strip_reply(
+            engine.stream_ids(ids, params, deadline=deadline, cancel=cancel)), 1, release)
         c = out[0]
         return {**meta, "object": "chat.completion", "usage": _usage(out),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text}, "logprobs": None,
                              "finish_reason": c.finish_reason}]}
 
     return app
+
+
+async def _admit(admission: Admission, deadline: float, limits: ServerLimits) -> Callable[[], None]:
+    """A slot (``release`` to give it back), or 408 when the wait in the queue used up the time limit."""
+    release = await admission.enter()
+    if time.monotonic() > deadline:
+        release()
+        raise _refusal(TimeLimitError("the request waited past its time limit", code="request_timeout"), limits)
+    return release
+
+
+async def _run(request: Request, make: Callable[[threading.Event], Iterator[Chunk]], n: int,
+               release: Callable[[], None]) -> list[Chunk]:
+    """Collect a non-streamed generation in a worker thread, then ``release`` its slot (also on errors and
+    cancellation). A watcher stops the generation once the client has disconnected."""
+    cancel = threading.Event()
+    try:
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                while not await request.is_disconnected():
+                    await anyio.sleep(0.25)
+                cancel.set()
+
+            tg.start_soon(watch)
+            try:
+                return await anyio.to_thread.run_sync(lambda: _collect(make(cancel), n))
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        cancel.set()
+        release()
 
 
 # Helpers --------------------------------------------------------------------------------------------------
@@ -303,12 +389,10 @@ def _params(req: _Request, max_tokens: int, engine: LoadedModel, limits: ServerL
         raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {cap}", param="max_tokens",
                        code="max_tokens_too_large")
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-    if len(stop) > limits.max_stop or any(not s for s in stop):
-        raise APIError(400, f"stop must hold at most {limits.max_stop} non-empty strings", param="stop")
     try:
-        return SamplingParams(max_new_tokens=max_tokens, temperature=req.temperature, top_k=req.top_k,
-                              top_p=req.top_p, repetition_penalty=req.repetition_penalty, stop=tuple(stop),
-                              seed=req.seed)
+        return SamplingParams.from_user(max_new_tokens=max_tokens, temperature=req.temperature, top_k=req.top_k,
+                                        top_p=req.top_p, repetition_penalty=req.repetition_penalty,
+                                        stop=tuple(stop), seed=req.seed, max_stop=limits.max_stop)
     except RequestError as exc:
         raise APIError(400, str(exc), param=exc.param) from None
 
@@ -360,9 +444,11 @@ def _sse_error(message: str, type_: str, param: str | None, code: str | None) ->
 
 
 def _sse(make: Callable[[], Iterator[Chunk]], body: Callable[[Chunk], dict[str, Any]], head: list[dict[str, Any]],
-         meta: dict[str, Any], with_usage: bool, release: Callable[[], None]) -> StreamingResponse:
+         meta: dict[str, Any], with_usage: bool, release: Callable[[], None],
+         limits: ServerLimits) -> StreamingResponse:
     """Server-sent events: ``head`` events, one per chunk from ``make()`` (run in worker threads), optionally
-    a usage event, then ``[DONE]``. The admission slot is released however the stream ends."""
+    a usage event, then ``[DONE]``. An error after the 200 header (time limit, failure) is one error event.
+    The admission slot is released however the stream ends."""
 
     async def events() -> AsyncIterator[str]:
         it: Iterator[Chunk] | None = None
@@ -382,7 +468,8 @@ def _sse(make: Callable[[], Iterator[Chunk]], body: Callable[[Chunk], dict[str, 
                 yield f"data: {json.dumps({**meta, 'choices': [], 'usage': _usage(finals)})}\n\n"
             yield "data: [DONE]\n\n"
         except RequestError as exc:
-            yield _sse_error(str(exc), "invalid_request_error", exc.param, exc.code)
+            err = _refusal(exc, limits)
+            yield _sse_error(err.message, err.type, err.param, err.code)
         except Exception as exc:  # an error after the 200 header: report it in the stream
             log.exception("error while streaming")
             yield _sse_error(f"internal error: {type(exc).__name__}", "server_error", None, None)
@@ -409,8 +496,43 @@ class _EventStream(StreamingResponse):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
-        finally:
-            self._release()
+        finally:  # a client that left mid-stream leaves the body suspended at a yield: close it here, so its
+            with anyio.CancelScope(shield=True):  # generation is closed now, not whenever the GC gets to it
+                try:
+                    await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                finally:
+                    self._release()
+
+
+# OpenAPI --------------------------------------------------------------------------------------------------
+def _body_schema(kind: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that parses its own body (to answer with OpenAI's errors)."""
+    ref = {"$ref": f"#/components/schemas/{kind.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def _openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request models (with their nested models) under ``components``."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=_version(), description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for kind in (CompletionRequest, ChatRequest):
+            model = kind.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model.pop("$defs", {}))
+            components[kind.__name__] = model
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("unimask")
+    except PackageNotFoundError:
+        return "0"
 
 
 __all__ = ["APIError", "Admission", "ServerLimits", "create_app"]

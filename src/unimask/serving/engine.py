@@ -9,7 +9,9 @@ never around a whole request: concurrent requests take turns token by token and 
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +25,9 @@ from unimask.generation.text import Infilled, TextStream, glm_infill, has_glm_bl
 from unimask.serving.chat import CHAT_STOP, render_chat
 
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+TEMPERATURE_MAX = 2.0  # OpenAI's range is [0, 2]
+REPETITION_PENALTY_RANGE = (0.01, 10.0)  # beyond it the penalty only pushes logits towards overflow
+MAX_STOP = 4  # stop strings one request may give (OpenAI: up to 4)
 
 
 class RequestError(UnimaskError):
@@ -34,9 +39,18 @@ class RequestError(UnimaskError):
         self.param = param
 
 
+class TimeLimitError(RequestError):
+    """A request that ran past its time limit (checked between decoding steps)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to generate: ``temperature == 0`` is greedy; ``stop`` strings end a completion (not included)."""
+    """How to generate: ``temperature == 0`` is greedy; ``stop`` strings end a completion (not included).
+
+    The one validation of generation settings, shared by the server, ``unimask generate`` and LangChain: a
+    value outside the ranges below is a ``RequestError`` naming the field. Any temperature in (0, 2]
+    samples correctly, a tiny one exactly like greedy (``generation.sampling.scale_by_temperature``).
+    """
 
     max_new_tokens: int = 32
     temperature: float = 0.0
@@ -47,18 +61,32 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        lo, hi = REPETITION_PENALTY_RANGE
         checks = [
             (self.max_new_tokens >= 1, "max_new_tokens", "must be at least 1"),
-            (self.temperature >= 0, "temperature", "must be >= 0"),
-            (self.top_k >= 0, "top_k", "must be >= 0"),
-            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
-            (self.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
+            (_finite(self.temperature) and 0 <= self.temperature <= TEMPERATURE_MAX, "temperature",
+             f"must be in [0, {TEMPERATURE_MAX:g}] (0 = greedy)"),
+            (self.top_k >= 0, "top_k", "must be >= 0 (0 = all tokens)"),
+            (_finite(self.top_p) and 0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (_finite(self.repetition_penalty) and lo <= self.repetition_penalty <= hi, "repetition_penalty",
+             f"must be in [{lo:g}, {hi:g}] (1 = none)"),
+            (all(isinstance(x, str) and x for x in self.stop), "stop", "strings must not be empty"),
         ]
         if self.seed is not None:
             checks.append((SEED_RANGE[0] <= self.seed <= SEED_RANGE[1], "seed", "must fit in 64 bits"))
         for ok, name, what in checks:
             if not ok:
-                raise RequestError(f"{name} {what}, got {getattr(self, name)}", param=name)
+                got = getattr(self, name)
+                raise RequestError(f"{name} {what}, got {list(got) if name == 'stop' else got}", param=name)
+
+    @classmethod
+    def from_user(cls, *, max_stop: int = MAX_STOP, **fields: Any) -> SamplingParams:
+        """Settings a user gave (server request, command line): ``SamplingParams(**fields)`` plus at most
+        ``max_stop`` stop strings (the chat template adds its own on top, see ``chat_params``)."""
+        stop = tuple(fields.get("stop") or ())
+        if len(stop) > max_stop:
+            raise RequestError(f"stop must hold at most {max_stop} strings, got {len(stop)}", param="stop")
+        return cls(**fields)
 
     def generation_config(self, eos_token_id: int | None) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
@@ -186,8 +214,17 @@ class LoadedModel:
             self.check_fits(len(row), params.max_new_tokens)
         return ids
 
-    def stream_ids(self, ids: list[list[int]], params: SamplingParams) -> Iterator[Chunk]:
-        """``stream`` for prompts already encoded (by ``prepare``)."""
+    def stream_ids(self, ids: list[list[int]], params: SamplingParams, *, deadline: float | None = None,
+                   cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """``stream`` for prompts already encoded (by ``prepare``).
+
+        Before each decoding step: past ``deadline`` (a ``time.monotonic()`` value) ``TimeLimitError`` is
+        raised; once ``cancel`` is set the stream ends at once, without last chunks. The lock is held around
+        each step and nothing else; closing the stream never takes it, because a stream its consumer dropped
+        without closing is finalized by the garbage collector on whatever thread it runs on, possibly one in
+        the middle of a decoding step that holds the lock (taking a non-reentrant lock there again would
+        wedge every later request).
+        """
         tok = self.tokenizer
         eos = tok.eos_id
         streams = [TextStream(tok, params.stop) for _ in ids]
@@ -196,6 +233,10 @@ class LoadedModel:
         steps = generate_stream(self.model, ids, config=params.generation_config(eos))
         try:
             while True:
+                if cancel is not None and cancel.is_set():
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeLimitError("the request ran past its time limit", code="request_timeout")
                 with self._lock:
                     step = next(steps, None)
                 if step is None:
@@ -216,9 +257,8 @@ class LoadedModel:
                         yield self._last(i, streams[i], done[i], len(ids[i]), counts[i])
                 if all(d is not None for d in done):
                     break
-        finally:
-            with self._lock:
-                steps.close()
+        finally:  # no lock here (see above): closing the decoder touches no shared state
+            steps.close()
         for i, reason in enumerate(done):
             if reason is None:  # ran out of new tokens
                 yield self._last(i, streams[i], "length", len(ids[i]), counts[i])
@@ -302,6 +342,10 @@ class LoadedModel:
             return glm_infill(self.model, self.tokenizer, text, cfg)
 
 
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def valid_text(text: str, param: str = "prompt") -> str:
     """``text`` itself, or ``RequestError`` when it cannot be encoded as UTF-8 (an unpaired surrogate, e.g.
     from undecodable bytes on a command line), which the tokenizer would choke on."""
@@ -323,4 +367,5 @@ def check_device(device: str) -> str:
     return device
 
 
-__all__ = ["Chunk", "Completion", "LoadedModel", "RequestError", "SamplingParams", "check_device", "valid_text"]
+__all__ = ["MAX_STOP", "Chunk", "Completion", "LoadedModel", "RequestError", "SamplingParams", "TimeLimitError",
+           "check_device", "valid_text"]
