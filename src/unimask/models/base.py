@@ -21,17 +21,18 @@ class LMOutput:
     (``unimask.models.loss``); ``logits`` are then formed on first access (differentiable as ever).
     With ``return_attentions``: ``attentions`` are the self-attention probabilities of every layer
     ``(B, H, Tq, Tk)`` (encoder first), ``cross_attentions`` the decoder's cross-attention probabilities
-    ``(B, H, T, S)`` of an encoder-decoder.
+    ``(B, H, T, S)`` of an encoder-decoder. ``hidden``: the final hidden states the output layer reads.
     """
 
     def __init__(self, logits: Tensor | Callable[[], Tensor], loss: Tensor | None = None,
                  loss_sum: Tensor | None = None, n_loss_tokens: Tensor | None = None,
                  attentions: list[Tensor] | None = None, encoder_out: Tensor | None = None,
-                 cross_attentions: list[Tensor] | None = None) -> None:
+                 cross_attentions: list[Tensor] | None = None, hidden: Tensor | None = None) -> None:
         self._logits: Tensor | None = logits if isinstance(logits, Tensor) else None
         self._make_logits = None if isinstance(logits, Tensor) else logits
         self.loss, self.loss_sum, self.n_loss_tokens = loss, loss_sum, n_loss_tokens
         self.attentions, self.encoder_out, self.cross_attentions = attentions, encoder_out, cross_attentions
+        self.hidden = hidden  # the final hidden states (B, T, d), after the last norm
 
     @property
     def logits(self) -> Tensor:
@@ -124,13 +125,14 @@ class UnimaskLM(nn.Module):
         if labels is None or type(self.lm_head) is not nn.Linear:  # a wrapped head (an adapter): plain path
             logits = self.logits(h)
             out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out,
-                           cross_attentions=cross_probs or None)
+                           cross_attentions=cross_probs or None, hidden=h)
             if labels is not None:
                 out.loss, out.loss_sum, out.n_loss_tokens = lm_loss(logits, labels)
             return out
         loss, loss_sum, n = head_loss(self, h, labels)
         return LMOutput(logits=lambda: self.logits(h), loss=loss, loss_sum=loss_sum, n_loss_tokens=n,
-                        attentions=probs or None, encoder_out=encoder_out, cross_attentions=cross_probs or None)
+                        attentions=probs or None, encoder_out=encoder_out, cross_attentions=cross_probs or None,
+                        hidden=h)
 
     def set_attention_backend(self, backend: str) -> None:
         """Switch every attention layer to ``sdpa``, ``eager`` or ``flex``.
