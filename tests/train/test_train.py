@@ -170,11 +170,15 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
 
 
-def test_resume_without_more_steps_is_a_clear_error(causal_run, tmp_path, capsys):
+def test_resume_of_a_finished_run_has_nothing_to_do(causal_run, tmp_path, capsys):
+    """An automatic restart loop around `--resume` must end: a finished run exits 0 and touches nothing."""
     before = tree_digest(causal_run.out_dir)
     cfg = _yaml(tmp_path, TrainConfig.from_dict(run_config(causal_run.out_dir)).to_yaml())  # steps: 20, done
-    code, err = _cli(capsys, "--config", str(cfg), "--resume")
-    assert code == 2 and "already at step 20" in err and "raise steps" in err and len(err.splitlines()) == 1
+    code = main(["train", "--config", str(cfg), "--resume", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err.strip() == ""
+    assert out.startswith("nothing to do:") and "already at step 20" in out and "raise steps" in out
+    assert len(out.strip().splitlines()) == 1
     assert tree_digest(causal_run.out_dir) == before
 
 

@@ -1,7 +1,7 @@
 """``unimask train``: pretrain or continue training any family with any objective.
 
     unimask train --config tiny-causal --set steps=200 --set optimizer.lr=3e-3
-    unimask train --config run.yaml --resume                # continue the latest checkpoint in out_dir
+    unimask train --config run.yaml --resume                # continue the newest checkpoint that verifies
     unimask train --config tiny-causal --set objective=prefix_lm --loss-on-all-tokens   # loss on the source too
     torchrun --nproc_per_node 2 -m unimask train --config run.yaml --parallel fsdp2
 """
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, dotted keys reach into sections (optimizer.lr=3e-4, data.seq_len=64)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="DIR",
-                   help="continue from the latest checkpoint in out_dir, or from DIR (a checkpoint or run dir)")
+                   help="continue from the newest checkpoint in out_dir that verifies (broken newer ones are "
+                        "moved aside), or from DIR (a checkpoint or run dir); a finished run exits 0")
     p.add_argument("--out-dir", help="shortcut for --set out_dir=DIR")
     p.add_argument("--parallel", choices=["none", "ddp", "fsdp2"], help="shortcut for --set parallel=...")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in out_dir")
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig.load(path, overrides)
     result = train(config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if result.nothing_to_do:
+        print(f"nothing to do: {result.checkpoint} is already at step {result.step} and the run config asks for "
+              f"steps: {config.steps}; raise steps (e.g. --set steps={result.step * 2}) to train further")
         return 0
     parts = [f"step {result.step}"]
     if result.train_loss is not None:

@@ -6,19 +6,26 @@
 - ``optimizer.safetensors`` (AdamW moments and step counts, keyed ``<parameter name>::<key>``) and
   ``optimizer.json`` (parameter groups);
 - ``rng.safetensors`` (torch CPU/CUDA generator states per rank);
-- ``trainer_state.json``: step, schedule, data positions per rank, Python/NumPy RNG states, counters.
+- ``trainer_state.json``: step, schedule, data positions per rank, Python/NumPy RNG states, counters, the
+  numerics guard's verdict (``numerics.healthy``) and the sha256 of every other file (``checksums``).
 
-A checkpoint is written under a temporary name and renamed into place, so a crash never leaves a
-half-written ``checkpoint-<step>``; only the last ``keep_last`` are kept.
+A checkpoint is written under a temporary name (``.tmp-checkpoint-<step>-<pid>``), synced and renamed into
+place, so a crash never leaves a half-written ``checkpoint-<step>``; temporaries left by a killed process are
+removed at the next start and after the next successful save. Loading verifies the checksums; resuming a
+run directory falls back to the newest checkpoint that verifies, and the ones it skipped are renamed
+``checkpoint-<step>.corrupt-<time>`` (never deleted). Only the last ``keep_last`` are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +47,11 @@ OPTIM_JSON = "optimizer.json"
 RNG = "rng.safetensors"
 MODEL_DIR = "model"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
+_TMP = re.compile(r"^\.tmp-checkpoint-\d+-(\d+)$")
+CHECKSUMS = "checksums"
+# Test hook: seconds to sleep in the middle of a checkpoint write (after the weights, before the rename),
+# so that a test's SIGKILL lands inside the write. Unset (the normal case) it does nothing.
+SLOW_WRITE_ENV = "UNIMASK_TEST_CHECKPOINT_SLEEP"
 
 
 # Locating checkpoints ----------------------------------------------------------------------------------
@@ -55,6 +67,48 @@ def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
         if match and (child / STATE).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
+
+
+def checkpoint_dirs(out_dir: str | Path) -> list[tuple[int, Path]]:
+    """Every ``checkpoint-<step>`` directory of a run, complete or not, oldest first."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), child) for child in out.iterdir() if (m := _NAME.match(child.name)) and child.is_dir()]
+    return sorted(found)
+
+
+def move_aside(path: Path, why: str) -> Path:
+    """Rename a checkpoint out of the way (``checkpoint-7`` -> ``checkpoint-7.<why>-<time>``); never deletes."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, k = path.with_name(f"{path.name}.{why}-{stamp}"), 1
+    while target.exists():
+        target, k = path.with_name(f"{path.name}.{why}-{stamp}.{k}"), k + 1
+    os.replace(path, target)
+    return target
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def clean_temporaries(out_dir: str | Path) -> list[Path]:
+    """Remove ``.tmp-checkpoint-*`` directories left by a killed process (not those of a live one)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    stale = [c for c in out.iterdir() if (m := _TMP.match(c.name)) and c.is_dir() and not _alive(int(m.group(1)))]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def resolve_resume(path: str | Path) -> Path:
@@ -74,16 +128,22 @@ def resolve_model_dir(path: str | Path) -> Path:
     """For ``init_from``: a model directory, a training checkpoint or a run directory (latest checkpoint)."""
     found = find_model_dir(path)
     if (found / CONFIG).is_file():
+        verify_model_files(found)
         return found
     if not Path(path).exists():
         raise CheckpointError(f"init_from {path}: no such directory")
     raise CheckpointError(f"init_from {path}: no {CONFIG} here, in {MODEL_DIR}/ or in a checkpoint-<step>/")
 
 
-def prune_checkpoints(out_dir: str | Path, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints; returns the deleted paths."""
+def prune_checkpoints(out_dir: str | Path, keep_last: int, protect_before: int | None = None) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints; returns the deleted paths. With
+    ``protect_before``, the newest checkpoint of an earlier step is kept too (the last one known good)."""
     found = list_checkpoints(out_dir)
     doomed = [path for _, path in found[:-keep_last]] if keep_last > 0 else []
+    if protect_before is not None:
+        earlier = [path for step, path in found if step < protect_before]
+        if earlier and earlier[-1] in doomed:
+            doomed.remove(earlier[-1])
     for path in doomed:
         shutil.rmtree(path)
     return doomed
@@ -202,10 +262,15 @@ def save_checkpoint(out_dir: str | Path, step: int, *, model_state: dict[str, Te
         _write_json(tmp / OPTIM_JSON, doc)
         rng_tensors, rng_rest = _rng_to_files(rng)
         save_tensors(rng_tensors, tmp / RNG)
-        _write_json(tmp / STATE, {**trainer_state, "format": FORMAT, "step": step, "rng": rng_rest})
         if extra is not None:
             extra(tmp)
+        if os.environ.get(SLOW_WRITE_ENV):
+            time.sleep(float(os.environ[SLOW_WRITE_ENV]))
+        sums = {name: _sha256(tmp / name) for name in _files_of(tmp)}
+        _write_json(tmp / STATE, {**trainer_state, "format": FORMAT, "step": step, "rng": rng_rest, CHECKSUMS: sums})
+        _sync_tree(tmp)
         os.replace(tmp, final)
+        _sync_dir(out)
     except OSError as exc:  # a full disk, a lost mount: no half checkpoint stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"{final}: could not be written ({exc.strerror or exc}); earlier checkpoints are "
@@ -213,7 +278,82 @@ def save_checkpoint(out_dir: str | Path, step: int, *, model_state: dict[str, Te
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    clean_temporaries(out)  # what a killed earlier write left behind
     return final
+
+
+def _files_of(root: Path) -> list[str]:
+    """Every file below ``root`` except the trainer state, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != STATE)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system syncs directories
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sync_tree(root: Path) -> None:
+    """fsync every file and directory of a checkpoint, so a power cut after the rename cannot leave it empty."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+        else:
+            _sync_dir(path)
+    _sync_dir(root)
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """Why ``path`` cannot be resumed (missing trainer state, a missing file, a checksum that does not match,
+    marked unhealthy by the numerics guard), or None when it verifies. Checkpoints written before checksums
+    existed verify by their trainer state alone."""
+    path = Path(path)
+    if not (path / STATE).is_file():
+        return f"no {STATE} (an incomplete checkpoint)"
+    try:
+        state = json.loads((path / STATE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return f"{STATE} is not valid JSON"
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return f"{STATE}: not a format-{FORMAT} trainer state"
+    for name, want in (state.get(CHECKSUMS) or {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if _sha256(file) != want:
+            return f"{name} does not match its sha256 checksum (corrupted or truncated)"
+    numerics = state.get("numerics") or {}
+    if numerics.get("healthy") is False:
+        return f"marked unhealthy by the numerics check ({numerics.get('reason', 'no reason recorded')})"
+    return None
+
+
+def verify_model_files(model_dir: Path) -> None:
+    """A training checkpoint's ``model/`` checked against the checksums in its trainer state (if any)."""
+    state_path = model_dir.parent / STATE
+    if model_dir.name != MODEL_DIR or not state_path.is_file():
+        return
+    try:
+        sums = json.loads(state_path.read_text(encoding="utf-8")).get(CHECKSUMS) or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError):
+        return  # load_checkpoint says what is wrong with the trainer state itself
+    for name, want in sums.items():
+        file = model_dir.parent / name
+        if name.startswith(f"{MODEL_DIR}/") and file.is_file() and _sha256(file) != want:
+            raise CheckpointError(f"{model_dir.parent / name}: does not match its sha256 checksum in {state_path} "
+                                      "(corrupted or truncated); use an earlier checkpoint")
 
 
 @dataclass
@@ -254,13 +394,33 @@ def load_checkpoint(path: str | Path) -> TrainCheckpoint:
 
     path = resolve_resume(path)
     state = _read_json(path / STATE)
-    if state.get("format") != FORMAT:
-        raise CheckpointError(f"{path / STATE}: checkpoint format {state.get('format')!r}, expected {FORMAT}")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise CheckpointError(f"{path / STATE}: checkpoint format {found!r}, expected {FORMAT}")
+    problem = verify_checkpoint(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; resume from an earlier checkpoint")
     optimizer = optimizer_from_files(_read_safetensors(path / OPTIM_TENSORS), _read_json(path / OPTIM_JSON))
     rng = _rng_from_files(_read_safetensors(path / RNG), state.pop("rng"))
     model_dir = path / MODEL_DIR
     return TrainCheckpoint(path=path, step=int(state["step"]), model_dir=model_dir,
                            model_config=load_config(model_dir), optimizer_state=optimizer, rng=rng, state=state)
+
+
+def load_latest_good(out_dir: str | Path) -> tuple[TrainCheckpoint, list[tuple[Path, str]]]:
+    """The newest checkpoint of a run that loads and verifies, and the newer ones skipped (path, why)."""
+    skipped: list[tuple[Path, str]] = []
+    for _, path in reversed(checkpoint_dirs(out_dir)):
+        try:
+            return load_checkpoint(path), skipped
+        except CheckpointError as exc:
+            reason = str(exc)
+            skipped.append((path, reason.removeprefix(f"{path}: ").removesuffix("; resume from an earlier checkpoint")))
+    if skipped:
+        raise CheckpointError(f"{out_dir}: no checkpoint verifies ({skipped[0][0].name}: {skipped[0][1]}); start "
+                              "again in another out_dir, or with --overwrite (the old files are moved aside)")
+    raise CheckpointError(f"{out_dir}: holds no training checkpoint (checkpoint-<step>/{STATE}); start without "
+                          "--resume")
 
 
 def config_difference(saved: ModelConfig, wanted: ModelConfig) -> str | None:

@@ -217,6 +217,32 @@ class TrainConfig(_Validated):
         except TypeError as exc:
             raise ConfigError(f"data: {exc}") from None
 
+    # The numerics guard (``unimask.train.numerics``) ------------------------------------------------
+    # A NaN/inf loss or gradient norm, a loss above ``anomaly_loss_factor`` x its running median (after
+    # ``anomaly_warmup`` steps; before, x the highest loss so far; losses under 1 nat never count), or a
+    # gradient norm of exactly 0 for ``anomaly_zero_grad_steps`` steps in a row (0 = off) is an anomaly.
+    # ``on_anomaly: stop`` ends the run there (naming the step and the last checkpoint taken before it);
+    # ``skip`` drops that step's update, counts it (``skipped_steps``), and stops after ``anomaly_max_skips``
+    # (a dead gradient always stops). A checkpoint whose weights are non-finite or exceed
+    # ``anomaly_max_weight`` in absolute value is never called good.
+    on_anomaly: Literal["stop", "skip"] = "stop"
+    anomaly_loss_factor: float = 10.0
+    anomaly_warmup: int = 20
+    anomaly_zero_grad_steps: int = 5
+    anomaly_max_skips: int = 10
+    anomaly_max_weight: float = 1e4
+
+    def _check_types(self) -> None:
+        """Types of every field (``_Validated``), then the ranges of the numerics guard's fields."""
+        super()._check_types()
+        if self.anomaly_loss_factor <= 1.0:
+            raise ConfigError(f"config field 'anomaly_loss_factor' must be > 1, got {self.anomaly_loss_factor}")
+        if self.anomaly_max_weight <= 0:
+            raise ConfigError(f"config field 'anomaly_max_weight' must be positive, got {self.anomaly_max_weight}")
+        for name in ("anomaly_warmup", "anomaly_zero_grad_steps", "anomaly_max_skips"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
+
 
 # YAML with numbers such as 1e-3 read as floats (YAML 1.1 needs a dot) ----------------------------------
 

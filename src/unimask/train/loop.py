@@ -37,6 +37,7 @@ from unimask.train import checkpoint as ckpt
 from unimask.train import distributed as D
 from unimask.train.config import TrainConfig
 from unimask.train.metrics import METRICS, TENSORBOARD, MetricsLog, Progress
+from unimask.train.numerics import Anomaly, NumericsGuard, weights_problem
 from unimask.train.optim import Schedule, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,12 @@ ADAPTER_DIR = "adapter"  # a LoRA run's adapter inside each checkpoint, in peft'
 
 
 class TrainingDiverged(UnimaskError):
-    """The loss or the gradient norm became NaN or infinite; nothing was saved after the last good step."""
+    """The numerics guard stopped the run (NaN/inf, a loss spike, a dead gradient, exploded weights); nothing
+    was saved after the anomaly, and checkpoints taken after the divergence began were moved aside."""
+
+    def __init__(self, message: str, anomaly: Anomaly | None = None) -> None:
+        super().__init__(message)
+        self.anomaly = anomaly
 
 
 @dataclass
@@ -58,6 +64,7 @@ class TrainResult:
     eval_loss: float | None = None
     eval_ppl: float | None = None
     stopped_early: bool = False
+    nothing_to_do: bool = False  # resumed a run that had already reached ``steps``
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -140,11 +147,11 @@ class Trainer:
 
         self.config, self.ctx = config, ctx
         self.out_dir = Path(config.out_dir)
+        self._skipped: list[tuple[Path, str]] = []  # checkpoints that failed verification, moved aside at start
         self.resumed = self._find_resume(resume)
-        if self.resumed is not None and config.steps <= self.resumed.step:
-            raise ConfigError(f"{self.resumed.path} is already at step {self.resumed.step} and the run config asks for "
-                              f"steps: {config.steps}; raise steps (e.g. --set steps={self.resumed.step * 2}) to "
-                              "train further")
+        self.done = self.resumed is not None and config.steps <= self.resumed.step
+        if self.done:  # a finished run: an automatic restart loop must be able to end (exit 0)
+            return
         self._check_out_dir()
         self._replaced: Path | None = None  # a previous run moved aside by ``overwrite``, deleted after success
         _seed_all(config.seed)
@@ -208,7 +215,9 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config.optimizer)
         self.schedule = Schedule(self.optimizer, config.steps, config.optimizer)
         self.step = 0
-        self.counters = {"tokens": 0, "loss_tokens": 0}
+        self.counters = {"tokens": 0, "loss_tokens": 0, "skipped_steps": 0}
+        self.guard = NumericsGuard(factor=config.anomaly_loss_factor, warmup=config.anomaly_warmup,
+                                   zero_steps=config.anomaly_zero_grad_steps)
         if self.resumed:
             self._restore(self.resumed)
         self.precision = self._precision()
@@ -218,9 +227,12 @@ class Trainer:
         if resume is None or resume is False:
             return None
         where = self.out_dir if resume is True else Path(resume)
-        if resume is True and not ckpt.list_checkpoints(where):
+        if resume is True and not ckpt.checkpoint_dirs(where):
             raise CheckpointError(f"--resume: {where} holds no checkpoint-<step>/ to resume; start without --resume")
-        return ckpt.load_checkpoint(where)
+        if (where / ckpt.STATE).is_file() or not ckpt.checkpoint_dirs(where):
+            return ckpt.load_checkpoint(where)  # one named checkpoint: it verifies or the run stops
+        found, self._skipped = ckpt.load_latest_good(where)  # a run directory: the newest that verifies
+        return found
 
     def _check_out_dir(self) -> None:
         out, cfg = self.out_dir, self.config
@@ -230,7 +242,14 @@ class Trainer:
         entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         if self.resumed is not None:
             inside = self.resumed.path.parent.resolve() == out.resolve()
-            newer = [s for s, _ in ckpt.list_checkpoints(out) if s > self.resumed.step]
+            newer = []
+            for s, path in ckpt.checkpoint_dirs(out):
+                if s > self.resumed.step and all(path != p for p, _ in self._skipped):
+                    problem = ckpt.verify_checkpoint(path)  # a newer one that is broken is moved aside, not in the way
+                    if problem:
+                        self._skipped.append((path, problem))
+                    else:
+                        newer.append(s)
             if newer:
                 raise CheckpointError(f"out_dir {out} already holds checkpoint-{newer[-1]}, newer than the resumed "
                                       f"{self.resumed.path.name}; resume from the latest or choose another out_dir")
@@ -297,7 +316,8 @@ class Trainer:
         self.batches.load_state_dict(state["data"][self.ctx.rank])
         ckpt.restore_rng(resumed.rng[self.ctx.rank])
         self.step = resumed.step
-        self.counters = dict(state.get("counters", self.counters))
+        self.counters = {**self.counters, **state.get("counters", {})}
+        self.guard.load_state_dict((state.get("numerics") or {}).get("guard", {}))
 
     def _check_validation(self) -> None:
         """Build the validation batches now, so that a corpus too small for them fails before anything is written."""
@@ -325,6 +345,11 @@ class Trainer:
         into a hidden ``.replaced-<time>/`` folder, deleted only once this run has finished (a failed run
         leaves them there); other files are never touched."""
         out = self.out_dir
+        for path in ckpt.clean_temporaries(out):
+            log.info("removed %s, left by a checkpoint write that was killed", path)
+        for path, why in self._skipped:
+            moved = ckpt.move_aside(path, "corrupt")
+            log.warning("resume: skipped %s (%s); moved it to %s", path.name, why, moved.name)
         if self.config.overwrite and not self.resumed and out.is_dir():
             ours = [path for _, path in ckpt.list_checkpoints(out)]
             ours += [out / name for name in (METRICS, "config.yaml", TENSORBOARD) if (out / name).exists()]
@@ -354,6 +379,10 @@ class Trainer:
 
     # The loop ---------------------------------------------------------------------------------------
     def fit(self, should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+        if self.done:
+            assert self.resumed is not None
+            return TrainResult(out_dir=self.out_dir, checkpoint=self.resumed.path, step=self.resumed.step,
+                               nothing_to_do=True)
         cfg, ctx = self.config, self.ctx
         D.barrier(ctx)  # every rank has checked out_dir before rank 0 creates anything
         if ctx.is_main:
@@ -391,10 +420,10 @@ class Trainer:
                         break
                     last = time.perf_counter()  # rates cover the step itself, not evaluation or saving
         except TrainingDiverged as exc:
-            good = ckpt.list_checkpoints(self.out_dir)
-            where = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint was written yet"
+            where = self._after_divergence(exc.anomaly) if ctx.is_main else ""
             kept = f"; the replaced run is kept in {self._replaced}" if self._replaced is not None else ""
-            raise TrainingDiverged(f"{exc}; {where} (lower optimizer.lr or raise warmup_steps){kept}") from None
+            raise TrainingDiverged(f"{exc}; {where} (lower optimizer.lr or raise warmup_steps){kept}",
+                                   exc.anomaly) from None
         except UnimaskError as exc:
             if self._replaced is None:
                 raise
@@ -409,6 +438,33 @@ class Trainer:
             result.checkpoint = found[-1][1] if found else None
         result.step = self.step
         return result
+
+    def _after_divergence(self, anomaly: Anomaly | None) -> str:
+        """Name the newest checkpoint taken before the divergence began; move the later ones aside."""
+        bad_from = anomaly.bad_from if anomaly is not None else self.step
+        good: Path | None = None
+        moved = []
+        for step, path in reversed(ckpt.list_checkpoints(self.out_dir)):
+            if good is None and step < bad_from and ckpt.verify_checkpoint(path) is None:
+                good = path
+            elif good is None:
+                moved.append(ckpt.move_aside(path, "diverged").name)
+        aside = f"; moved aside the later {', '.join(moved)}" if moved else ""
+        if good is None:
+            return f"no checkpoint was taken before the divergence began{aside}; start again"
+        return f"the last good checkpoint is {good} (taken before the divergence; --resume continues from it){aside}"
+
+    def _anomaly(self, anomaly: Anomaly) -> None:
+        """Stop (raise) or, under ``on_anomaly: skip``, count the skipped step."""
+        cfg = self.config
+        self.guard.skipped += 1
+        self.counters["skipped_steps"] = self.counters.get("skipped_steps", 0) + 1
+        if cfg.on_anomaly == "stop" or anomaly.fatal or self.guard.skipped > cfg.anomaly_max_skips:
+            extra = (f" ({self.guard.skipped} anomalous steps, more than anomaly_max_skips "
+                     f"{cfg.anomaly_max_skips})" if cfg.on_anomaly == "skip" and not anomaly.fatal else "")
+            raise TrainingDiverged(f"step {anomaly.step}: {anomaly.reason}{extra}; stopped without saving", anomaly)
+        log.warning("step %d: %s; skipped its update (%d of at most %d)", anomaly.step, anomaly.reason,
+                    self.guard.skipped, cfg.anomaly_max_skips)
 
     def _agree_stop(self, local: bool) -> bool:
         if not self.ctx.distributed:
@@ -432,21 +488,24 @@ class Trainer:
             (out.loss_sum * scale).backward()
             loss_sum += out.loss_sum.detach().double().cpu()
         loss = float(D.all_reduce_sum(loss_sum, ctx).item()) / max(loss_tokens, 1.0)
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"step {self.step + 1}: the training loss is {loss}; stopped without saving")
         max_norm = opt_cfg.clip_grad_norm if opt_cfg.clip_grad_norm is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         norm_value = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-        if not math.isfinite(norm_value):
-            raise TrainingDiverged(f"step {self.step + 1}: the gradient norm is {norm_value}; stopped without saving")
+        anomaly = self.guard.check(self.step + 1, loss, norm_value)  # global numbers: every rank agrees
+        if anomaly is not None:
+            self._anomaly(anomaly)  # raises unless the step is skipped
         lr = self.schedule.apply()
-        self.optimizer.step()
+        if anomaly is None:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.advance()
         self.counters["tokens"] += int(tokens)
         self.counters["loss_tokens"] += int(loss_tokens)
-        return {"loss": loss, "lr": lr, "grad_norm": norm_value, "tokens": int(tokens),
-                "loss_tokens": int(loss_tokens)}
+        record = {"loss": loss, "lr": lr, "grad_norm": norm_value, "tokens": int(tokens),
+                  "loss_tokens": int(loss_tokens)}
+        if self.config.on_anomaly == "skip":
+            record.update(skipped=anomaly is not None, skipped_steps=self.counters["skipped_steps"])
+        return record
 
     def _log_step(self, record: dict[str, Any], metrics: MetricsLog | None, progress: Progress,
                   result: TrainResult) -> None:
@@ -495,16 +554,24 @@ class Trainer:
             extra = lambda folder: save_adapter(self.model, folder / ADAPTER_DIR)
         else:
             model_state, extra = D.full_model_state(self.model, ctx), None
+        problem = weights_problem(model_state, self.config.anomaly_max_weight) if ctx.is_main else None
+        problem = next((p for p in D.all_gather_json(problem, ctx) if p), None)
+        if problem is not None:  # never written: a checkpoint is only ever called good with sane weights
+            raise TrainingDiverged(f"step {self.step}: {problem}; stopped without saving",
+                                   Anomaly(self.step, problem, bad_from=self.step))
         optim_state = D.full_optimizer_state(self.model, self.optimizer, ctx)
         data_states = D.all_gather_json(self.batches.state_dict(), ctx)
         rng = D.all_gather_json(ckpt.capture_rng(), ctx)
         path = None
         if ctx.is_main:
             state = {"schedule": self.schedule.state_dict(), "data": data_states, "world_size": ctx.world_size,
-                     "counters": self.counters, "parallel": ctx.parallel, "config": self.config.to_dict()}
+                     "counters": self.counters, "parallel": ctx.parallel, "config": self.config.to_dict(),
+                     "numerics": {"healthy": True, "guard": self.guard.state_dict()}}
             path = ckpt.save_checkpoint(self.out_dir, self.step, model_state=model_state,
                                         model_config=self.model_config, tokenizer=self.tokenizer,
                                         optimizer_state=optim_state, rng=rng, trainer_state=state, extra=extra)
-            ckpt.prune_checkpoints(self.out_dir, self.config.keep_last)
+            # keep the newest checkpoint that a later spike or dead gradient could not condemn
+            safe = self.guard.safe_before(self.step)
+            ckpt.prune_checkpoints(self.out_dir, self.config.keep_last, protect_before=safe)
         D.barrier(ctx)
         return path
