@@ -47,6 +47,12 @@ def _check_type(name: str, value: Any, hint: Any) -> None:
         if value is not None:
             raise ConfigError(f"config field '{name}': expected null, got {value!r}")
         return
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config field '{name}': expected a list, got {type(value).__name__}")
+        for item in value:
+            _check_type(name, item, get_args(hint)[0])
+        return
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config field '{name}': expected a mapping, got {type(value).__name__}")
@@ -164,8 +170,20 @@ class ModelConfig(_Validated):
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     decoder_start_token_id: int | None = None
+    # Parts of recent decoders (Qwen3, Gemma 2/3, GLM-4, T5Gemma); the defaults leave a model unchanged
+    rotary_fraction: float = 1.0  # rotary on the first fraction of each head, the rest unrotated (GLM: 0.5)
+    qk_norm: bool = False  # a norm over head_dim on queries and keys, before rotary (Qwen3, Gemma 3)
+    sandwich_norm: bool = False  # a norm also after each sublayer, before the residual add (Gemma, GLM-4)
+    norm_unit_offset: bool = False  # RMSNorm scales by (1 + weight) (Gemma)
+    sliding_window: int | None = None  # windowed layers see keys less than this many positions away
+    sliding_window_layers: list[int] | None = None  # the windowed layers of each stack (0-based); None: all
+    local_rope_theta: float | None = None  # rotary base of the windowed layers, unscaled (Gemma 3)
+    attn_softcap: float | None = None  # attention scores -> c * tanh(scores / c) (Gemma 2)
+    final_logit_softcap: float | None = None  # logits -> c * tanh(logits / c) (Gemma 2/3)
+    query_pre_attn_scalar: float | None = None  # attention scale scalar ** -0.5, not head_dim ** -0.5
 
     def __post_init__(self) -> None:
+        self._check_recent_parts()
         self._check_types()
         positive = ["vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "rel_buckets",
                     "rel_max_distance"]
@@ -212,6 +230,52 @@ class ModelConfig(_Validated):
                                       or not math.isfinite(factor) or factor <= 0):
                 raise ConfigError(f"config field 'rope_scaling': type {kind!r} needs a positive number 'factor', "
                                   f"got {factor!r}")
+
+    def _check_recent_parts(self) -> None:
+        """Validate the fields of the recent-decoder parts (rotary fraction, windows, soft-caps, norms)."""
+        self._check_types()
+        if self.n_heads <= 0 or self.d_model <= 0 or (self.head_dim is not None and self.head_dim <= 0):
+            return  # the general checks name these fields
+        if not 0.0 < self.rotary_fraction <= 1.0:
+            raise ConfigError(f"config field 'rotary_fraction' must be in (0, 1], got {self.rotary_fraction}")
+        if self.rotary_fraction != 1.0:
+            rot = self.rotary_dim
+            if self.position != "rope" or rot < 2 or rot % 2:
+                raise ConfigError(f"config field 'rotary_fraction': {self.rotary_fraction} of head_dim "
+                                  f"{self.head_dim_} gives {rot} rotary dims; needs position 'rope' and an even "
+                                  "number of at least 2")
+        for name in ("sliding_window", "local_rope_theta", "attn_softcap", "final_logit_softcap",
+                     "query_pre_attn_scalar"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"config field '{name}' must be positive, got {value}")
+        if self.sliding_window is not None and self.sliding_window > self.max_seq_len:
+            raise ConfigError(f"config field 'sliding_window': window {self.sliding_window} is larger than the "
+                              f"context (max_seq_len {self.max_seq_len}); use a window of at most max_seq_len, or "
+                              "none (null) for full attention")
+        if self.sliding_window_layers is not None:
+            depth = max(self.n_layers, self.n_encoder_layers or 0)
+            if self.sliding_window is None:
+                raise ConfigError("config field 'sliding_window_layers' needs 'sliding_window' (the window size)")
+            bad = [i for i in self.sliding_window_layers if not 0 <= i < depth]
+            if bad or len(set(self.sliding_window_layers)) != len(self.sliding_window_layers):
+                raise ConfigError(f"config field 'sliding_window_layers': {self.sliding_window_layers} must be "
+                                  f"distinct layer indices in [0, {depth})")
+        if self.norm_unit_offset and self.norm != "rmsnorm":
+            raise ConfigError("config field 'norm_unit_offset' needs norm 'rmsnorm'")
+        if self.sandwich_norm and (self.norm_position != "pre" or self.parallel_block):
+            raise ConfigError("config field 'sandwich_norm' needs norm_position 'pre' and no parallel_block")
+
+    def windowed_layer(self, index: int) -> bool:
+        """Whether layer ``index`` of a stack uses sliding-window attention."""
+        if self.sliding_window is None:
+            return False
+        return self.sliding_window_layers is None or index in self.sliding_window_layers
+
+    @property
+    def rotary_dim(self) -> int:
+        """Rotated dims of each head (``rotary_fraction`` of head_dim)."""
+        return int(self.head_dim_ * self.rotary_fraction)
 
     # Derived sizes -----------------------------------------------------------------------------------
     @property
