@@ -162,6 +162,10 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu",
 
     directory = find_model_dir(directory)
     config = load_config(directory)
+    if (directory.parent / "trainer_state.json").is_file():  # a training checkpoint: check its sha256 sums
+        from unimask.train.checkpoint import verify_model_files
+
+        verify_model_files(directory)
     tensors = read_tensors(directory)
     model = build_model(config)
     if not set(model_state(model)) & set(tensors):
