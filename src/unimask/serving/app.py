@@ -203,14 +203,8 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
         log.exception("unexpected error on %s", request.url.path)
         return APIError(500, f"internal error: {type(exc).__name__}", type_="server_error").response()
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Callable) -> Any:
-        if limits.api_key is not None and request.url.path not in _OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {limits.api_key}".encode()):
-                return APIError(401, "missing or wrong API key (Authorization: Bearer ...)",
-                                type_="authentication_error", code="invalid_api_key").response()
-        return await call_next(request)
+    if limits.api_key is not None:
+        app.add_middleware(_APIKey, key=limits.api_key)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -307,6 +301,24 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
     return app
 
 
+class _APIKey:
+    """ASGI middleware: 401 without ``Authorization: Bearer <key>`` (except on ``_OPEN_PATHS``). Plain ASGI,
+    not ``BaseHTTPMiddleware``, so handlers still see the client's disconnect through ``receive``."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.expected = app, f"Bearer {key}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not secrets.compare_digest(given, self.expected):
+                response = APIError(401, "missing or wrong API key (Authorization: Bearer ...)",
+                                    type_="authentication_error", code="invalid_api_key").response()
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 async def _admit(admission: Admission, deadline: float, limits: ServerLimits) -> Callable[[], None]:
     """A slot (``release`` to give it back), or 408 when the wait in the queue used up the time limit."""
     release = await admission.enter()
@@ -321,21 +333,29 @@ async def _run(request: Request, make: Callable[[threading.Event], Iterator[Chun
     """Collect a non-streamed generation in a worker thread, then ``release`` its slot (also on errors and
     cancellation). A watcher stops the generation once the client has disconnected."""
     cancel = threading.Event()
+    out: list[Chunk] = []
+    error: Exception | None = None
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await anyio.sleep(0.25)
+        cancel.set()
+
     try:
         async with anyio.create_task_group() as tg:
-            async def watch() -> None:
-                while not await request.is_disconnected():
-                    await anyio.sleep(0.25)
-                cancel.set()
-
             tg.start_soon(watch)
             try:
-                return await anyio.to_thread.run_sync(lambda: _collect(make(cancel), n))
+                out = await anyio.to_thread.run_sync(lambda: _collect(make(cancel), n))
+            except Exception as exc:  # raised below, outside the task group (not as an ExceptionGroup)
+                error = exc
             finally:
                 tg.cancel_scope.cancel()
     finally:
         cancel.set()
         release()
+    if error is not None:
+        raise error
+    return out
 
 
 # Helpers --------------------------------------------------------------------------------------------------
