@@ -44,9 +44,9 @@ from unimask.models.base import UnimaskLM
 log = logging.getLogger(__name__)
 
 FAMILIES: dict[str, ModuleType] = {mt: fam for fam in (llama, gpt2, t5, bart) for mt in fam.MODEL_TYPES}
-EXPORT_ORDER = ("llama", "qwen2", "gpt2", "t5", "bart", "mistral")  # mistral only when asked or as last resort
-BASE_PREFIX = {"llama": "model.", "qwen2": "model.", "mistral": "model.", "gpt2": "transformer.", "t5": "",
-               "bart": "model."}
+EXPORT_ORDER = ("llama", "qwen2", "qwen3", "gpt2", "t5", "bart", "mistral")  # mistral only when asked or last
+BASE_PREFIX = {"llama": "model.", "qwen2": "model.", "mistral": "model.", "qwen3": "model.", "gpt2": "transformer.",
+               "t5": "", "bart": "model."}
 
 
 def supported() -> str:

@@ -203,6 +203,38 @@ def hf_activation(config: ModelConfig) -> str:
     return {"relu": "relu", "silu": "silu", "swiglu": "silu"}[config.activation]
 
 
+def hf_windows(hf: dict[str, Any], n_layers: int, where: str, *, all_layers: bool = False,
+               from_layer: int | None = None) -> tuple[int | None, list[int] | None]:
+    """``(sliding_window, sliding_window_layers)`` of an HF config: the layers that ``layer_types`` marks
+    ``sliding_attention`` (transformers 5 writes it); without it every layer (``all_layers``: Mistral) or
+    those from ``from_layer`` on (Qwen2/3's ``max_window_layers``). No windowed layer gives ``(None, None)``;
+    every layer windowed gives ``(window, None)``."""
+    window = hf.get("sliding_window")
+    types = hf.get("layer_types")
+    if window is None:
+        return None, None
+    if isinstance(types, list):
+        unknown = sorted({t for t in types if t not in ("sliding_attention", "full_attention")})
+        if unknown:
+            raise ConfigError(f"{where}: layer_types entry {unknown[0]!r} is not supported (sliding_attention, "
+                              "full_attention)")
+        layers = [i for i, t in enumerate(types[:n_layers]) if t == "sliding_attention"]
+    elif all_layers:
+        layers = list(range(n_layers))
+    elif from_layer is not None:
+        layers = list(range(from_layer, n_layers))
+    else:
+        layers = []
+    if not layers:
+        return None, None
+    return int(window), None if len(layers) == n_layers else layers
+
+
+def layer_types(config: ModelConfig, n_layers: int) -> list[str]:
+    """HF ``layer_types`` of a stack of ``n_layers``: sliding_attention for the windowed layers."""
+    return ["sliding_attention" if config.windowed_layer(i) else "full_attention" for i in range(n_layers)]
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -233,6 +265,15 @@ def behaviour(config: ModelConfig, *, as_causal: bool = False) -> dict[str, Any]
         d["rel_buckets"], d["rel_max_distance"] = None, None
     if c.norm != "layernorm":
         d["norm_bias"] = None
+    if c.sliding_window is None or not any(c.windowed_layer(i) for i in range(max(c.n_layers, c.encoder_layers))):
+        d["sliding_window"], d["sliding_window_layers"], d["local_rope_theta"] = None, None, None
+    else:
+        depth = max(c.n_layers, c.encoder_layers)
+        d["sliding_window_layers"] = [i for i in range(depth) if c.windowed_layer(i)]
+        if c.local_rope_theta == c.rope_theta and not c.rope_scaling:
+            d["local_rope_theta"] = None
+    if c.position != "rope":
+        d["rotary_fraction"], d["local_rope_theta"] = 1.0, None
     if as_causal and c.arch == "prefix":
         d["arch"] = "causal"
     return d

@@ -1,10 +1,13 @@
-"""LLaMA and its derivatives (Mistral, Qwen2) <-> unimask causal decoder.
+"""LLaMA and its derivatives (Mistral, Qwen2, Qwen3) <-> unimask causal decoder.
 
 LLaMA (Touvron et al. 2023): pre-norm RMSNorm, SwiGLU MLP (Shazeer 2020), rotary positions (Su et al.
 2021) in the rotate-half layout, untied head by default; GQA/MQA via ``num_key_value_heads`` (Ainslie et
 al. 2023). Llama 3 adds the ``llama3`` rope scaling, Code Llama / long-context variants use ``linear``.
-Mistral (Jiang et al. 2023) has the same tensors (its sliding window is not modelled; it only matters
-beyond ``sliding_window`` tokens). Qwen2 (Yang et al. 2024) adds biases to q/k/v only.
+Mistral (Jiang et al. 2023) has the same tensors and a sliding window on every layer. Qwen2 (Yang et al.
+2024) adds biases to q/k/v only and may window the layers from ``max_window_layers`` on (``layer_types`` in
+transformers 5). Qwen3 (Yang et al. 2025) drops those biases (``attention_bias`` covers q/k/v/o) and
+normalises queries and keys per head (``q_norm``/``k_norm``: ``qk_norm``). Windows become
+``sliding_window`` / ``sliding_window_layers`` (unimask's windowed mask), never a warning.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from typing import Any
 
 from unimask.config import ModelConfig
 from unimask.errors import ConfigError
-from unimask.interop.common import Rule, check_id, first_id, gelu_kind, hf_activation, simple
+from unimask.interop.common import Rule, check_id, first_id, gelu_kind, hf_activation, hf_windows, layer_types, simple
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
+MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM",
+               "qwen3": "Qwen3ForCausalLM"}
 ARCH = "causal"
 IGNORED = (r"rotary_emb\.inv_freq$",)
 HEAD, EMBED = "lm_head.weight", "model.embed_tokens.weight"
@@ -63,23 +67,27 @@ def config_from_hf(hf: dict[str, Any], tied: bool, where: str) -> ModelConfig:
         bias, qkv_bias, mlp_bias = False, True, None
     elif model_type == "mistral":
         bias, qkv_bias, mlp_bias = False, None, None
+    elif model_type == "qwen3":
+        bias, qkv_bias = bool(hf.get("attention_bias", False)), None
+        mlp_bias = False if bias else None
     else:
         bias = bool(hf.get("attention_bias", False))
         mlp = bool(hf.get("mlp_bias", False))
         qkv_bias, mlp_bias = None, (None if mlp == bias else mlp)
-    window = hf.get("sliding_window")
-    windowed = window is not None and (model_type == "mistral" or hf.get("use_sliding_window", False))
     max_len = int(hf.get("max_position_embeddings", 2048))
-    if windowed and int(window) < max_len:
-        log.warning("%s: sliding-window attention (window %s) is not modelled; outputs match only for sequences "
-                    "of at most %s tokens", where, window, window)
+    n_layers = int(hf["num_hidden_layers"])
+    if model_type == "llama" or (model_type != "mistral" and not hf.get("use_sliding_window", False)):
+        window, window_layers = None, None  # llama has no window; qwen's applies only when switched on
+    else:
+        window, window_layers = hf_windows(hf, n_layers, where, all_layers=model_type == "mistral",
+                                           from_layer=int(hf.get("max_window_layers", n_layers)))
     vocab = int(hf["vocab_size"])
     eos = check_id(first_id(hf.get("eos_token_id")), vocab)
     if isinstance(hf.get("eos_token_id"), list) and len(hf["eos_token_id"]) > 1:
         log.warning("%s: several EOS ids %s; generation stops at the first one only", where, hf["eos_token_id"])
     pad = check_id(first_id(hf.get("pad_token_id")), vocab)
     return ModelConfig(
-        arch="causal", vocab_size=vocab, d_model=d, n_layers=int(hf["num_hidden_layers"]), n_heads=heads,
+        arch="causal", vocab_size=vocab, d_model=d, n_layers=n_layers, n_heads=heads,
         n_kv_heads=None if kv == heads else kv, head_dim=None if head_dim * heads == d else head_dim,
         d_ff=int(hf["intermediate_size"]), activation=activation, gelu_approximate=approx, norm="rmsnorm",
         norm_eps=float(hf.get("rms_norm_eps", 1e-6)), position="rope", rope_theta=theta, rope_scaling=scaling,
@@ -87,6 +95,7 @@ def config_from_hf(hf: dict[str, Any], tied: bool, where: str) -> ModelConfig:
         init_std=float(hf.get("initializer_range", 0.02)),
         pad_token_id=pad if pad is not None else (eos if eos is not None else 0),
         bos_token_id=check_id(first_id(hf.get("bos_token_id")), vocab), eos_token_id=eos,
+        qk_norm=model_type == "qwen3", sliding_window=window, sliding_window_layers=window_layers,
     )
 
 
@@ -111,8 +120,14 @@ def config_to_hf(config: ModelConfig, model_type: str) -> dict[str, Any]:
     }
     if model_type == "llama":
         hf.update(attention_bias=c.bias, mlp_bias=c.use_mlp_bias)
-    else:  # mistral and qwen2 have no switches: their biases are fixed by the architecture
-        hf.update(sliding_window=None, use_sliding_window=False)
+    elif model_type == "mistral":  # no bias switches; one window for every layer or none
+        hf.update(sliding_window=c.sliding_window if c.sliding_window_layers is None else None)
+    else:  # qwen2 (q/k/v biases fixed by the architecture) and qwen3 (attention_bias)
+        windowed = c.sliding_window is not None
+        hf.update(sliding_window=c.sliding_window, use_sliding_window=windowed, max_window_layers=c.n_layers,
+                  layer_types=layer_types(c, c.n_layers))
+        if model_type == "qwen3":
+            hf["attention_bias"] = c.bias
     return hf
 
 
@@ -123,6 +138,7 @@ def rules(config: ModelConfig) -> list[Rule]:
     for i in range(config.n_layers):
         hf, um = f"model.layers.{i}.", f"decoder.layers.{i}."
         out += simple(hf, um, {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm"})
-        out += simple(hf + "self_attn.", um + "attn.", {p: p for p in ("q_proj", "k_proj", "v_proj", "o_proj")})
+        out += simple(hf + "self_attn.", um + "attn.", {p: p for p in ("q_proj", "k_proj", "v_proj", "o_proj",
+                                                                          "q_norm", "k_norm")})
         out += simple(hf + "mlp.", um + "mlp.", {p: p for p in ("gate_proj", "up_proj", "down_proj")})
     return out

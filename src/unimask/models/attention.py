@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from unimask.config import ModelConfig
 from unimask.errors import ConfigError
 from unimask.models.kv_cache import LayerCache
-from unimask.models.layers import rotate_qk
+from unimask.models.layers import make_norm, rotate_qk
 from unimask.models.masks import AttentionMask, to_attention_mask
 
 if TYPE_CHECKING:
@@ -59,25 +59,26 @@ def prepare_mask(mask: Mask | None, backend: Backend, *, with_bias: bool = False
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Mask | None, *, bias: Tensor | None = None,
            scale: float, dropout_p: float = 0.0, backend: Backend = "sdpa",
-           return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+           return_probs: bool = False, softcap: float | None = None) -> tuple[Tensor, Tensor | None]:
     """Attention for ``q (B, H, Tq, D)``, ``k, v (B, Hkv, Tk, D)``; Hkv divides H (GQA/MQA).
 
     ``mask``: an ``AttentionMask`` covering ``(B, Tq, Tk)``, or a bool tensor (True = may attend)
     broadcastable to ``(B, H, Tq, Tk)`` (not for ``flex``: a BlockMask is built from a mask function, never
     from a dense tensor). ``bias``: additive ``(B or 1, H, Tq, Tk)`` (T5 relative positions).
-    Returns ``(out (B, H, Tq, D), probs or None)``.
+    ``softcap``: scaled scores become ``c * tanh(scores / c)`` before the mask (Gemma 2; SDPA has no such
+    hook, so ``sdpa`` computes it eagerly). Returns ``(out (B, H, Tq, D), probs or None)``.
     """
     if backend == "flex":
         why = flex_unavailable(q.device)
         if why:
             raise ConfigError(why)
-    if backend == "eager" or return_probs:
-        return _eager(q, k, v, _dense(mask), bias, scale, dropout_p, return_probs)
+    if backend == "eager" or return_probs or (softcap is not None and backend != "flex"):
+        return _eager(q, k, v, _dense(mask), bias, scale, dropout_p, return_probs, softcap)
     if backend == "flex":
         if isinstance(mask, Tensor):
             raise TypeError("attention backend 'flex' takes an AttentionMask (a mask function, "
                             "unimask.models.masks), not a dense tensor")
-        return _flex(q, k, v, mask.block_mask() if mask is not None else None, bias, scale), None
+        return _flex(q, k, v, mask.block_mask() if mask is not None else None, bias, scale, softcap), None
     return _sdpa(q, k, v, mask, bias, scale, dropout_p), None
 
 
@@ -121,9 +122,11 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Mask | None, bias: Tensor | Non
 
 
 def _eager(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, scale: float,
-           dropout_p: float, return_probs: bool) -> tuple[Tensor, Tensor | None]:
+           dropout_p: float, return_probs: bool, softcap: float | None = None) -> tuple[Tensor, Tensor | None]:
     k, v = _repeat_kv(k, q.shape[1]), _repeat_kv(v, q.shape[1])
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale  # (B, H, Tq, Tk)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     if bias is not None:
         scores = scores + bias.float()
     if mask is not None:
@@ -142,15 +145,20 @@ def _compiled_flex() -> Callable[..., Tensor]:
     return torch.compile(flex_attention)
 
 
-def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: BlockMask | None, bias: Tensor | None, scale: float) -> Tensor:
+def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: BlockMask | None, bias: Tensor | None, scale: float,
+          softcap: float | None = None) -> Tensor:
     """FlexAttention with ``block_mask`` (a ``BlockMask`` or None) and the bias as a ``score_mod``; compiled
     on CUDA, the unfused reference elsewhere (CPU tests of the BlockMask path)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     score_mod = None
-    if bias is not None:
+    if bias is not None or softcap is not None:
         def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
-            return score + bias[b if bias.shape[0] > 1 else 0, h, qi, ki]
+            if softcap is not None:
+                score = torch.tanh(score / softcap) * softcap
+            if bias is not None:
+                score = score + bias[b if bias.shape[0] > 1 else 0, h, qi, ki]
+            return score
     run = _compiled_flex() if q.device.type == "cuda" else flex_attention
     return run(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale,
                enable_gqa=k.shape[1] != q.shape[1])
@@ -168,7 +176,14 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_b)
         self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=qkv_b)
         self.o_proj = nn.Linear(self.n_heads * hd, d, bias=config.bias)
-        self.scale = 1.0 / math.sqrt(hd) if config.scale_attention else 1.0
+        # Gemma scales by query_pre_attn_scalar ** -0.5 instead of head_dim ** -0.5
+        scalar = config.query_pre_attn_scalar if config.query_pre_attn_scalar is not None else hd
+        self.scale = 1.0 / math.sqrt(scalar) if config.scale_attention else 1.0
+        self.softcap = config.attn_softcap
+        if config.qk_norm:  # per-head norms of queries and keys (Dehghani et al. 2023; Qwen3, Gemma 3)
+            self.q_norm = make_norm(config, hd)
+            self.k_norm = make_norm(config, hd)
+        self.qk_norm = config.qk_norm
         self.dropout = config.dropout
         self.backend: Backend = "sdpa"
 
@@ -177,13 +192,15 @@ class Attention(nn.Module):
                 return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
         """``x (B, T, d)`` -> ``(B, T, d)``. ``memory (B, S, d)``: encoder states for cross attention."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)
+        q = (self.q_norm(q) if self.qk_norm else q).transpose(1, 2)  # (B, H, T, hd)
         if self.cross and cache is not None and cache.length > 0:
             k, v = cache.keys(), cache.values()  # encoder keys/values, computed once
         else:
             src = memory if self.cross else x
             S = src.shape[1]
-            k = self.k_proj(src).view(B, S, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, S, hd)
+            k = self.k_proj(src).view(B, S, self.n_kv_heads, self.head_dim)
+            k = (self.k_norm(k) if self.qk_norm else k).transpose(1, 2)  # (B, Hkv, S, hd)
             v = self.v_proj(src).view(B, S, self.n_kv_heads, self.head_dim).transpose(1, 2)
             if rope is not None:
                 q, k = rotate_qk(q, k, rope)
@@ -191,6 +208,6 @@ class Attention(nn.Module):
                 k, v = cache.append(k, v)
         out, probs = attend(q, k, v, mask, bias=bias, scale=self.scale,
                             dropout_p=self.dropout if self.training else 0.0, backend=self.backend,
-                            return_probs=return_probs)
+                            return_probs=return_probs, softcap=self.softcap)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*hd)
         return self.o_proj(out), probs

@@ -118,11 +118,13 @@ class UnimaskLM(nn.Module):
         out = self.lm_head(self.head_input(h))
         if self.config.final_logits_bias:
             out = out + self.final_logits_bias
-        return out
+        cap = self.config.final_logit_softcap  # Gemma 2/3: c * tanh(logits / c)
+        return out if cap is None else torch.tanh(out / cap) * cap
 
     def _output(self, h: Tensor, labels: Tensor | None, probs: list[Tensor], encoder_out: Tensor | None = None,
                 cross_probs: list[Tensor] | None = None) -> LMOutput:
-        if labels is None or type(self.lm_head) is not nn.Linear:  # a wrapped head (an adapter): plain path
+        plain = type(self.lm_head) is not nn.Linear or self.config.final_logit_softcap is not None
+        if labels is None or plain:  # a wrapped head (an adapter) or soft-capped logits: plain path
             logits = self.logits(h)
             out = LMOutput(logits=logits, attentions=probs or None, encoder_out=encoder_out,
                            cross_attentions=cross_probs or None, hidden=h)

@@ -12,14 +12,21 @@ from unimask.config import ModelConfig
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm (Zhang & Sennrich 2019; T5's layer norm). Computed in fp32."""
+    """Root-mean-square norm (Zhang & Sennrich 2019; T5's layer norm). Computed in fp32.
 
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+    ``unit_offset``: the gain is ``1 + weight`` (Gemma; the weight starts at zero), applied in fp32 before
+    casting back, as Gemma's reference does."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, unit_offset: bool = False) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.unit_offset = unit_offset
+        self.weight = nn.Parameter(torch.zeros(dim) if unit_offset else torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.unit_offset:
+            normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+            return (normed * (1.0 + self.weight.float())).to(x.dtype)
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
         if x.dtype == torch.float32 and not grad:
             # inference: torch's fused kernel (the same numbers here, 1.5x faster per call for one token;
@@ -34,7 +41,7 @@ class RMSNorm(nn.Module):
 def make_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
     dim = dim or config.d_model
     if config.norm == "rmsnorm":
-        return RMSNorm(dim, config.norm_eps)
+        return RMSNorm(dim, config.norm_eps, unit_offset=config.norm_unit_offset)
     return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.norm_bias)
 
 
@@ -89,10 +96,12 @@ class MLP(nn.Module):
 
 # Rotary positions (Su et al. 2021, RoFormer) -----------------------------------------------------------
 
-def rope_inv_freq(dim: int, config: ModelConfig) -> Tensor:
-    """``(dim/2,)`` inverse frequencies, with the common rope scalings (linear, llama3) applied."""
-    inv = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-    scaling = config.rope_scaling or {}
+def rope_inv_freq(dim: int, config: ModelConfig, local: bool = False) -> Tensor:
+    """``(dim/2,)`` inverse frequencies, with the common rope scalings (linear, llama3) applied.
+    ``local``: those of the sliding-window layers, base ``local_rope_theta`` and unscaled (Gemma 3)."""
+    theta = config.local_rope_theta if local and config.local_rope_theta is not None else config.rope_theta
+    inv = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    scaling = {} if local else (config.rope_scaling or {})
     kind = scaling.get("type", scaling.get("rope_type", "default"))
     if kind == "linear":
         inv = inv / float(scaling["factor"])
@@ -129,13 +138,15 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class RotaryPositions(nn.Module):
-    """RoPE; for ``glm2d`` (ChatGLM) the head is split in two halves, rotated by position and block position."""
+    """RoPE; for ``glm2d`` (ChatGLM) the head is split in two halves, rotated by position and block position.
+    With ``rotary_fraction < 1`` only the first ``rotary_dim`` dims of each head turn (GPT-NeoX, GLM);
+    ``local``: the rotary base of sliding-window layers (``local_rope_theta``)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, local: bool = False) -> None:
         super().__init__()
         self.two_d = config.position == "glm2d"
-        dim = config.head_dim_ // 2 if self.two_d else config.head_dim_
-        self.register_buffer("inv_freq", rope_inv_freq(dim, config), persistent=False)
+        dim = config.head_dim_ // 2 if self.two_d else config.rotary_dim
+        self.register_buffer("inv_freq", rope_inv_freq(dim, config, local=local), persistent=False)
         self._table: tuple[Tensor, Tensor] | None = None  # CPU: cos and signed sin per position, grown on demand
 
     def _lookup(self, position_ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -165,8 +176,15 @@ class RotaryPositions(nn.Module):
 
 
 def rotate_qk(q: Tensor, k: Tensor, rope: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    """Apply (1-D or 2-D) rotary embeddings to queries and keys ``(B, H, T, hd)``."""
+    """Apply (1-D or 2-D) rotary embeddings to queries and keys ``(B, H, T, hd)``; a table narrower than the
+    head (partial rotary) turns the first dims and passes the rest through."""
     if len(rope) == 2:
+        r = rope[0].shape[-1]
+        if r < q.shape[-1]:
+            def part(x: Tensor) -> Tensor:
+                return torch.cat([apply_rope(x[..., :r], *rope), x[..., r:]], dim=-1)
+
+            return part(q), part(k)
         return apply_rope(q, *rope), apply_rope(k, *rope)
     cos, sin, cos2, sin2 = rope
     half = q.shape[-1] // 2

@@ -81,6 +81,19 @@ def causal_fn(offset: int = 0) -> MaskFn:
     return fn
 
 
+def window_fn(window: int, offset: int = 0) -> MaskFn:
+    """Keys less than ``window`` positions from the query (absolute position ``q + offset``), on either side:
+    with ``causal_fn`` the query and the ``window - 1`` keys before it (sliding-window attention: Child et
+    al. 2019, Beltagy et al. 2020; Mistral, Qwen2, Gemma 2/3; HF ``sliding_window_overlay``), in an encoder
+    or a prefix the keys within ``window - 1`` on both sides (HF's bidirectional sliding window)."""
+
+    def fn(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        distance = q + offset - kv
+        return (distance < window) & (distance > -window)
+
+    return fn
+
+
 def bidirectional_fn() -> MaskFn:
     """Every query sees every key (HF ``bidirectional_mask_function``: an index expression, so it broadcasts)."""
 
@@ -214,6 +227,17 @@ class AttentionMask:
 
             self._block = create_block_mask(self.fn, self.batch, None, self.q_len, self.kv_len, device=self.device)
         return self._block
+
+
+def windowed(mask: AttentionMask, window: int) -> AttentionMask:
+    """``mask`` restricted to a sliding window of ``window`` positions (``window_fn``); the queries are the
+    last ``q_len`` of the ``kv_len`` positions (a KV cache's past comes first). A window that covers every
+    key changes nothing, and ``mask`` comes back as is (keeping its plain form for SDPA)."""
+    if window >= mask.kv_len and window >= mask.q_len:
+        return mask
+    offset = mask.kv_len - mask.q_len
+    return AttentionMask(and_(mask.fn, window_fn(window, offset)), batch=mask.batch, q_len=mask.q_len,
+                         kv_len=mask.kv_len, device=mask.device)
 
 
 # --- one builder per family ------------------------------------------------------------------------------

@@ -11,10 +11,14 @@ from unimask.config import ModelConfig
 from unimask.models.attention import Attention, Mask, prepare_mask
 from unimask.models.kv_cache import KVCache
 from unimask.models.layers import MLP, RelativeBias, RotaryPositions, make_norm
+from unimask.models.masks import AttentionMask, windowed
 
 
 class Block(nn.Module):
-    """Pre-norm (GPT-2, LLaMA, T5), post-norm (BART, original Transformer) or parallel (GPT-J, PaLM)."""
+    """Pre-norm (GPT-2, LLaMA, T5), post-norm (BART, original Transformer) or parallel (GPT-J, PaLM).
+
+    ``sandwich_norm``: pre-norm with a second norm on each sublayer's output before the residual add
+    (Ding et al. 2021, CogView's sandwich LayerNorm; Gemma 2/3's four norms per block, GLM-4)."""
 
     def __init__(self, config: ModelConfig, cross: bool = False) -> None:
         super().__init__()
@@ -29,6 +33,12 @@ class Block(nn.Module):
         if not self.parallel:
             self.mlp_norm = make_norm(config)
         self.mlp = MLP(config)
+        self.sandwich = config.sandwich_norm
+        if self.sandwich:
+            self.attn_post_norm = make_norm(config)
+            self.mlp_post_norm = make_norm(config)
+            if cross:
+                self.cross_post_norm = make_norm(config)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, mask: Mask | None, *, rope: tuple[Tensor, ...] | None = None,
@@ -48,17 +58,20 @@ class Block(nn.Module):
         else:
             a, probs = self.attn(self.attn_norm(x), mask, rope=rope, bias=bias, cache=self_cache,
                                  return_probs=return_probs)
-            x = x + self.dropout(a)
+            x = x + self.dropout(self.attn_post_norm(a) if self.sandwich else a)
         cross_probs = None
         if self.has_cross:
             cross_cache = cache.cross[index] if cache is not None and cache.cross else None
             src = x if self.post_norm else self.cross_norm(x)
             c, cross_probs = self.cross_attn(src, cross_mask, memory=memory, cache=cross_cache,
                                              return_probs=return_probs)
+            if self.sandwich:
+                c = self.cross_post_norm(c)
             x = self.cross_norm(x + self.dropout(c)) if self.post_norm else x + self.dropout(c)
         if self.post_norm:
             return self.mlp_norm(x + self.dropout(self.mlp(x))), probs, cross_probs
-        return x + self.dropout(self.mlp(self.mlp_norm(x))), probs, cross_probs
+        m = self.mlp(self.mlp_norm(x))
+        return x + self.dropout(self.mlp_post_norm(m) if self.sandwich else m), probs, cross_probs
 
 
 class Stack(nn.Module):
@@ -76,6 +89,10 @@ class Stack(nn.Module):
             self.pos = nn.Embedding(config.max_seq_len + config.learned_pos_offset, config.d_model)
         if config.position in ("rope", "glm2d"):
             self.rope = RotaryPositions(config)
+        # sliding-window layers (their own rotary base when local_rope_theta is set: Gemma 3)
+        self.windowed = [config.windowed_layer(i) for i in range(n_layers)]
+        if any(self.windowed) and config.local_rope_theta is not None and hasattr(self, "rope"):
+            self.rope_local = RotaryPositions(config, local=True)
         if config.position == "t5_relative":
             self.rel_bias = RelativeBias(config, bidirectional=not causal_relative)
         if config.embedding_norm:
@@ -101,6 +118,7 @@ class Stack(nn.Module):
             h = self.embed_norm(h)
         h = self.dropout(h)
         rope = self.rope(position_ids, block_position_ids) if hasattr(self, "rope") else None
+        rope_local = self.rope_local(position_ids, block_position_ids) if hasattr(self, "rope_local") else rope
         bias = None
         if cfg.position == "t5_relative":
             past = cache.length if cache is not None else 0
@@ -109,16 +127,25 @@ class Stack(nn.Module):
             k_idx = torch.arange(0, past + T, device=h.device)[None]
             bias = self.rel_bias(q_idx, k_idx)  # (1, H, T, past + T)
         # the backend's form of each mask (dense (B, 1, Tq, Tk), BlockMask, or none), once per forward
+        local_mask = mask
+        if any(self.windowed):
+            if not isinstance(mask, AttentionMask):
+                raise TypeError("sliding-window layers take an AttentionMask (a mask function), not a dense tensor")
+            local_mask = windowed(mask, cfg.sliding_window)  # type: ignore[arg-type]
         if self.layers:
             first = self.layers[0]
-            mask = prepare_mask(mask, first.attn.backend, with_bias=bias is not None, return_probs=return_probs)
+            backend = first.attn.backend
+            mask = prepare_mask(mask, backend, with_bias=bias is not None, return_probs=return_probs)
+            if any(self.windowed) and local_mask is not mask:
+                local_mask = prepare_mask(local_mask, backend, with_bias=bias is not None, return_probs=return_probs)
             if first.has_cross:
                 cross_mask = prepare_mask(cross_mask, first.cross_attn.backend, return_probs=return_probs)
         probs: list[Tensor] = []
         cross_probs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            h, p, c = layer(h, mask, rope=rope, bias=bias, memory=memory, cross_mask=cross_mask, cache=cache,
-                            index=i, return_probs=return_probs)
+            local = self.windowed[i]
+            h, p, c = layer(h, local_mask if local else mask, rope=rope_local if local else rope, bias=bias,
+                            memory=memory, cross_mask=cross_mask, cache=cache, index=i, return_probs=return_probs)
             if p is not None:
                 probs.append(p)
             if c is not None:
