@@ -26,6 +26,12 @@ Position = Literal["rope", "learned", "t5_relative", "glm2d", "none"]
 
 ARCHS: tuple[str, ...] = get_args(Arch)
 GATED_ACTIVATIONS = ("swiglu", "gated-gelu")
+# Sizes past these are typing mistakes, not models: a tensor dimension beyond int32 (what kernels index
+# with), or more parameters than a thousand of the largest published models (PaLM, 540B) together.
+MAX_DIMENSION = 2**31 - 1
+MAX_PARAMETERS = 10**15
+_SIZE_FIELDS = ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "n_encoder_layers", "n_kv_heads", "head_dim",
+                "max_seq_len", "rel_buckets", "rel_max_distance", "learned_pos_offset")
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:
@@ -194,6 +200,11 @@ class ModelConfig(_Validated):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"config field '{name}' must be positive, got {value}")
+        for name in _SIZE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value > MAX_DIMENSION:
+                raise ConfigError(f"config field '{name}': {value} is absurdly large (at most {MAX_DIMENSION}); "
+                                  "fix the number")
         if self.arch != "encoder_decoder" and self.n_encoder_layers not in (None, 0):
             raise ConfigError(
                 f"config field 'n_encoder_layers' is only for arch 'encoder_decoder' (arch is '{self.arch}')"
@@ -230,6 +241,16 @@ class ModelConfig(_Validated):
                                       or not math.isfinite(factor) or factor <= 0):
                 raise ConfigError(f"config field 'rope_scaling': type {kind!r} needs a positive number 'factor', "
                                   f"got {factor!r}")
+        self._check_total_size()
+
+    def _check_total_size(self) -> None:
+        from unimask.analysis.params import count_parameters  # analysis.params imports only this module
+
+        total = count_parameters(self).total
+        if total > MAX_PARAMETERS:
+            sizes = ", ".join(f"{k}={getattr(self, k)}" for k in ("vocab_size", "d_model", "n_layers", "d_ff"))
+            raise ConfigError(f"config: {total:.3g} parameters is absurd (more than {MAX_PARAMETERS:.0e}); check the "
+                              f"sizes ({sizes})")
 
     def _check_recent_parts(self) -> None:
         """Validate the fields of the recent-decoder parts (rotary fraction, windows, soft-caps, norms)."""

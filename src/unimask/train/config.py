@@ -34,6 +34,7 @@ Parallel = Literal["none", "ddp", "fsdp2"]
 
 # Sections whose sub-keys are checked by their own class later (ModelConfig, DataConfig, the objective).
 FREE_SECTIONS = ("model", "data", "objective")
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes 0 .. 2**32 - 1 per word; torch a signed 64-bit number
 
 
 def _suggest(name: str, known: list[str]) -> str:
@@ -148,6 +149,9 @@ class TrainConfig(_Validated):
                 raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
         if self.keep_last < 1:
             raise ConfigError(f"config field 'keep_last' must be >= 1, got {self.keep_last}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"config field 'seed': {self.seed} is outside [0, {MAX_SEED}] (numpy's seed range); "
+                              "choose a seed in that range")
         if not self.out_dir:
             raise ConfigError("config field 'out_dir' must name a directory")
         if self.init_from is not None and isinstance(self.model, str):
@@ -158,6 +162,7 @@ class TrainConfig(_Validated):
         if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ConfigError(f"config field 'device': {self.device!r} is not auto, cpu, cuda or cuda:N")
         self._check_sections()
+        self._check_memory()
 
     def _check_sections(self) -> None:
         """Refuse unknown or impossible keys in ``model``, ``data`` and ``objective`` now, not mid-run."""
@@ -189,6 +194,44 @@ class TrainConfig(_Validated):
             from unimask.finetune.lora import LoraSpec
 
             LoraSpec.from_dict(self.lora)
+
+    def _model_config(self) -> Any:
+        """The ModelConfig this run will build, as far as the config alone tells (None when unknown)."""
+        from unimask.config import resolve_model_config
+
+        if self.init_from is None:
+            return resolve_model_config(self.model if self.model is not None else "tiny-causal")
+        from unimask.checkpoint import find_model_dir, load_config
+        from unimask.errors import UnimaskError
+
+        try:
+            base = load_config(find_model_dir(self.init_from))
+            return base.replace(**self.model) if self.model else base
+        except UnimaskError:
+            return None  # the trainer names what is wrong with init_from
+
+    def _check_memory(self) -> None:
+        """Refuse sizes that cannot fit in this machine's memory (or the GPU's), before anything is allocated."""
+        import os
+
+        from unimask.memory import check_fits, machine_memory, resolve_device, training_need
+
+        model = self._model_config()
+        if model is None:
+            return
+        data = self.data_config()
+        device = resolve_device(self.device)
+        cuda = device.startswith("cuda")
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        need = training_need(model, batch_size=data.batch_size, seq_len=data.seq_len, target_len=data.target_len,
+                             grad_accum=self.optimizer.grad_accum,
+                             activation_bytes=2 if cuda and self.precision != "fp32" else 4,
+                             shards=world if self.parallel == "fsdp2" else 1,
+                             trainable_fraction=0.0 if self.lora is not None else 1.0)
+        hint = ("lower data.batch_size or data.seq_len" if need.activations > need.total // 2 else
+                "train a smaller model (model.n_layers, model.d_model, model.d_ff)")
+        check_fits(need, machine_memory(device), f"this run (model {model.d_model}x{model.n_layers} layers, "
+                   f"{data.batch_size} rows of {data.seq_len} tokens)", hint)
 
     # Construction ------------------------------------------------------------------------------------
 
