@@ -97,10 +97,12 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    temperature: float = Field(1.0, ge=0, le=TEMPERATURE_MAX)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    repetition_penalty: float = Field(1.0, ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1])
+    # examples: the edges (tiny and largest values), which the schema's users and fuzzers should try
+    temperature: float = Field(1.0, ge=0, le=TEMPERATURE_MAX, examples=[1e-300, TEMPERATURE_MAX])
+    top_p: float = Field(1.0, gt=0, le=1, examples=[1e-300, 1])
+    top_k: int = Field(0, ge=0, examples=[1])
+    repetition_penalty: float = Field(1.0, ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1],
+                                      examples=list(REPETITION_PENALTY_RANGE))
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -112,7 +114,7 @@ class _Request(BaseModel):
 
 
 class CompletionRequest(_Request):
-    prompt: str | list[str]
+    prompt: str | list[str] = Field(examples=["The quick brown fox"])
     max_tokens: int | None = Field(16, ge=1)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=0)
@@ -126,7 +128,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(_Request):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, examples=[[{"role": "user", "content": "What is a fox?"}]])
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = Field(None)
