@@ -158,10 +158,19 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu",
 
     A training checkpoint (``checkpoint-<step>/model``) or a run directory (its latest checkpoint) works too.
     """
+    from unimask.memory import check_model_fits
     from unimask.models import build_model
 
     directory = find_model_dir(directory)
     config = load_config(directory)
+    try:
+        stored = (directory / WEIGHTS).stat().st_size if (directory / WEIGHTS).is_file() else 0
+    except OSError:
+        stored = 0
+    try:  # before the weights are read or the model built: both allocate
+        check_model_fits(config, f"{directory}: the model", device=str(device), extra_bytes=stored)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     if (directory.parent / "trainer_state.json").is_file():  # a training checkpoint: check its sha256 sums
         from unimask.train.checkpoint import verify_model_files
 

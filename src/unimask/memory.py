@@ -182,7 +182,7 @@ def check_model_fits(config: ModelConfig, what: str, device: str = "cpu", extra_
     hint = "use a smaller model (d_model, n_layers, d_ff, vocab_size) or a machine with more memory"
     check_fits(need, machine_memory("cpu"), what, hint)
     if resolve_device(device).startswith("cuda"):
-        check_fits(MemoryNeed(weights=weights_bytes(config)), machine_memory(device), what, hint)
+        check_fits(MemoryNeed(weights=weights_bytes(config, 2)), machine_memory(device), what, hint)  # bf16 at least
 
 
 __all__ = ["MemoryBudget", "MemoryNeed", "check_fits", "check_model_fits", "format_bytes", "machine_memory",

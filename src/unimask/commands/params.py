@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ def parse_amount(text: str) -> float:
         value = float(t) * scale
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not an amount; write e.g. 300B, 1.4T or 2e9") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' must be a finite amount; write e.g. 300B, 1.4T or 2e9")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' must be positive")
     return value
@@ -114,10 +117,23 @@ def _resolve(spec: str) -> tuple[ModelConfig, str]:
     return resolve_model_config(file), name
 
 
+def _check_out(out: Path) -> None:
+    """--out is a directory for <name>.json and <name>.png: refuse a file there (never overwritten)."""
+    from unimask.data.cache import check_writable
+    from unimask.errors import UnimaskError
+
+    if out.exists() and not out.is_dir():
+        raise UnimaskError(f"--out {out}: an existing file, not a directory (it is left alone); params writes "
+                           "<name>.json and <name>.png into a directory: choose another --out, or '' for none")
+    check_writable(out, "--out directory")
+
+
 def run(args: argparse.Namespace) -> int:
     from unimask.analysis.compute import Setup, estimate
     from unimask.analysis.cost_report import plot_estimate, render_table
 
+    if args.out:
+        _check_out(Path(args.out))
     if args.model == "presets":
         return _compare_presets(args)
     config, name = _resolve(args.model)

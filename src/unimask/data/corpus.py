@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 BUILTIN_BYTES = 1_500_000
 DOC_SEPARATOR = "\n\n\n"
 BIG_TEXT_CHARS = 1 << 20
+# A longer line is refused, naming file and line: one 100 MB line would take the tokenizer minutes and
+# gigabytes (it cannot cut a document inside a line, so a line is the smallest unit it gets).
+MAX_LINE_BYTES = 1 << 22
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__", "lib2to3"}
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".text", ""}
 JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
@@ -107,10 +110,29 @@ def corpus_files(path: str | Path) -> list[Path]:
     raise DataError(f"{p}: no such corpus file or folder")
 
 
+def _long_line(raw: bytes, limit: int = MAX_LINE_BYTES) -> int | None:
+    """The number (1-based) of the first line of ``raw`` longer than ``limit`` bytes, or None."""
+    start, lineno = 0, 1
+    while start < len(raw):
+        end = raw.find(b"\n", start, start + limit + 1)
+        if end < 0:
+            return lineno if len(raw) - start > limit else None
+        start, lineno = end + 1, lineno + 1
+    return None
+
+
+def _too_long(path: Path, lineno: int) -> DataError:
+    return DataError(f"{path}:{lineno}: a line longer than {MAX_LINE_BYTES >> 20} MiB; break it into lines or "
+                     "paragraphs, or remove the file (or pass --skip-bad)")
+
+
 def _read_text_file(path: Path) -> Iterator[str]:
     raw = path.read_bytes()
     if b"\x00" in raw[:8192]:
         raise DataError(f"{path}: looks binary (NUL bytes), not UTF-8 text; remove it or pass --skip-bad")
+    long = _long_line(raw)
+    if long is not None:
+        raise _too_long(path, long)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -147,25 +169,29 @@ def _read_jsonl_file(path: Path, text_field: str) -> Iterator[str]:
         if handle.read(64).lstrip().startswith(b"["):
             yield from _read_json_array(path, text_field)
             return
-    try:
-        with path.open("r", encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    raise DataError(f"{path}:{lineno}: not a JSON line; fix the line or pass --skip-bad") from None
-                if not isinstance(record, dict) or text_field not in record:
-                    raise DataError(f"{path}:{lineno}: no field '{text_field}'; set the text field "
-                                    "(--text-field) to the one your records use")
-                value = record[text_field]
-                if not isinstance(value, str):
-                    raise DataError(f"{path}:{lineno}: field '{text_field}' is not a string")
-                if value.strip():
-                    yield value
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode it or pass --skip-bad") from None
+    with path.open("rb") as handle:
+        for lineno, data in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+                raise _too_long(path, lineno)
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line); re-encode the "
+                                "file or pass --skip-bad") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{path}:{lineno}: not a JSON line; fix the line or pass --skip-bad") from None
+            if not isinstance(record, dict) or text_field not in record:
+                raise DataError(f"{path}:{lineno}: no field '{text_field}'; set the text field "
+                                "(--text-field) to the one your records use")
+            value = record[text_field]
+            if not isinstance(value, str):
+                raise DataError(f"{path}:{lineno}: field '{text_field}' is not a string")
+            if value.strip():
+                yield value
 
 
 def _read_parquet_file(path: Path, text_field: str) -> Iterator[str]:

@@ -311,7 +311,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such run config file")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); check the path and its permissions") from None
+    if b"\x00" in raw[:8192]:
+        raise ConfigError(f"{path}: a binary file (NUL bytes), not a YAML run config; give the .yaml file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a run config is a YAML file saved as UTF-8"
+                          ) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a run config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
