@@ -1,5 +1,5 @@
-"""Hugging Face interop: import and export LLaMA-family (Mistral, Qwen2, Qwen3), Gemma 3, GPT-2, T5 / Flan-T5
-and BART checkpoints.
+"""Hugging Face interop: import and export LLaMA-family (Mistral, Qwen2, Qwen3), Gemma 3, GLM / GLM-4, GPT-2,
+T5 / Flan-T5 and BART checkpoints.
 
 ``from_hf(path_or_model)`` reads a transformers model directory (``config.json`` and safetensors weights,
 sharded or not) or an in-memory transformers model and returns the equivalent unimask model;
@@ -25,7 +25,7 @@ from torch import Tensor
 from unimask.checkpoint import load_state_into, model_state
 from unimask.config import ModelConfig
 from unimask.errors import CheckpointError, ConfigError, UnimaskError
-from unimask.interop import bart, gemma, gpt2, llama, t5
+from unimask.interop import bart, gemma, glm, gpt2, llama, t5
 from unimask.interop.common import (
     DEFAULT_MAX_SHARD_BYTES,
     TensorSource,
@@ -44,10 +44,10 @@ from unimask.models.base import UnimaskLM
 
 log = logging.getLogger(__name__)
 
-FAMILIES: dict[str, ModuleType] = {mt: fam for fam in (llama, gemma, gpt2, t5, bart) for mt in fam.MODEL_TYPES}
-EXPORT_ORDER = ("llama", "qwen2", "qwen3", "gemma3_text", "gpt2", "t5", "bart", "mistral")  # mistral: asked or last
+FAMILIES: dict[str, ModuleType] = {mt: fam for fam in (llama, gemma, glm, gpt2, t5, bart) for mt in fam.MODEL_TYPES}
+EXPORT_ORDER = ("llama", "qwen2", "qwen3", "gemma3_text", "glm", "glm4", "gpt2", "t5", "bart", "mistral")
 BASE_PREFIX = {"llama": "model.", "qwen2": "model.", "mistral": "model.", "qwen3": "model.", "gemma3_text": "model.",
-               "gpt2": "transformer.", "t5": "", "bart": "model."}
+               "glm": "model.", "glm4": "model.", "gpt2": "transformer.", "t5": "", "bart": "model."}
 
 
 def supported() -> str:

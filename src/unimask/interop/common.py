@@ -25,7 +25,7 @@ from unimask.checkpoint import INDEX, WEIGHTS, read_tensors, save_tensors
 from unimask.config import ModelConfig
 from unimask.errors import CheckpointError, ConfigError
 
-Kind = Literal["copy", "t", "cat", "cat_t", "row"]
+Kind = Literal["copy", "t", "cat", "cat_t", "row", "perm"]
 
 # Files that travel with a model in both directions (tokenizer and generation defaults); never weights.
 SIDE_FILES = (
@@ -42,7 +42,8 @@ class Rule:
 
     ``copy`` (same tensor), ``t`` (transposed: GPT-2's Conv1D stores ``(in, out)``), ``cat`` (stacked
     along dim 0, e.g. a fused qkv bias), ``cat_t`` (stacked then transposed: GPT-2's ``c_attn``), ``row``
-    (a leading axis of size 1: BART's ``final_logits_bias (1, V)``).
+    (a leading axis of size 1: BART's ``final_logits_bias (1, V)``), ``perm`` (rows reordered: unimask row
+    ``j`` is HF row ``perm[j]``; GLM's interleaved rotary pairs become unimask's rotate-half halves).
     ``aliases``: other HF names of the same tensor (tied copies), consumed on import if present and
     required to be equal; ``export_aliases`` are also written on export. An ``optional`` tensor missing
     from a checkpoint is zero (transformers treats BART's ``final_logits_bias`` so).
@@ -54,10 +55,15 @@ class Rule:
     aliases: tuple[str, ...] = ()
     export_aliases: tuple[str, ...] = ()
     optional: bool = False
+    perm: tuple[int, ...] = ()
 
     def to_hf(self, parts: Sequence[Tensor]) -> Tensor:
         if self.kind == "copy":
             return parts[0]
+        if self.kind == "perm":
+            inverse = torch.empty(len(self.perm), dtype=torch.long)
+            inverse[list(self.perm)] = torch.arange(len(self.perm))
+            return parts[0][inverse.to(parts[0].device)]
         if self.kind == "t":
             return parts[0].t()
         if self.kind == "cat":
@@ -69,6 +75,8 @@ class Rule:
     def from_hf(self, tensor: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
         if self.kind == "copy":
             return [tensor]
+        if self.kind == "perm":
+            return [tensor[torch.tensor(self.perm, device=tensor.device)].contiguous()]
         if self.kind == "t":
             return [tensor.t().contiguous()]
         if self.kind in ("cat", "cat_t"):
