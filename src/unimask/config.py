@@ -187,6 +187,7 @@ class ModelConfig(_Validated):
     attn_softcap: float | None = None  # attention scores -> c * tanh(scores / c) (Gemma 2)
     final_logit_softcap: float | None = None  # logits -> c * tanh(logits / c) (Gemma 2/3)
     query_pre_attn_scalar: float | None = None  # attention scale scalar ** -0.5, not head_dim ** -0.5
+    encoder_embedding: bool = False  # the encoder has its own token embedding (T5Gemma); else shares the decoder's
 
     def __post_init__(self) -> None:
         self._check_recent_parts()
@@ -282,6 +283,9 @@ class ModelConfig(_Validated):
             if bad or len(set(self.sliding_window_layers)) != len(self.sliding_window_layers):
                 raise ConfigError(f"config field 'sliding_window_layers': {self.sliding_window_layers} must be "
                                   f"distinct layer indices in [0, {depth})")
+        if self.encoder_embedding and self.arch != "encoder_decoder":
+            raise ConfigError(f"config field 'encoder_embedding' is only for arch 'encoder_decoder' (arch is "
+                              f"'{self.arch}')")
         if self.norm_unit_offset and self.norm != "rmsnorm":
             raise ConfigError("config field 'norm_unit_offset' needs norm 'rmsnorm'")
         if self.sandwich_norm and (self.norm_position != "pre" or self.parallel_block):
