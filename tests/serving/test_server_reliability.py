@@ -11,6 +11,7 @@ import time
 
 import httpx
 import openai
+import pytest
 
 from unimask.serving import LoadedModel, SamplingParams
 from unimask.serving.app import ServerLimits, create_app
@@ -125,3 +126,12 @@ def test_ready_health_and_openapi(server: Server) -> None:
     assert body == {"$ref": "#/components/schemas/CompletionRequest"}
     assert {"CompletionRequest", "ChatRequest", "ChatMessage"} <= set(schema["components"]["schemas"])
     assert {"/health", "/ready", "/v1/models", "/v1/chat/completions"} <= set(schema["paths"])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_serve_time_limit_flag_is_checked(value: str, causal_dir: object, capsys: pytest.CaptureFixture) -> None:
+    from unimask.cli import main
+
+    assert main(["serve", "--model", str(causal_dir), "--port", "0", f"--time-limit={value}"]) == 2
+    err = capsys.readouterr().err
+    assert "--time-limit" in err and len(err.strip().splitlines()) == 1
