@@ -151,7 +151,7 @@ class GrammarConstraint:
 
     def commit(self, tokens: Tensor) -> None:
         for row, token in enumerate(tokens.tolist()):
-            if self.done[row]:
+            if self.done[row] or token < 0:
                 continue
             if token == self.eos:
                 self.done[row] = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -31,6 +32,15 @@ class GenerationConfig:
     eos_token_id: int | None = None
     seed: int | None = None
     use_cache: bool = True
+
+
+class LogitsProcessor(Protocol):
+    """Edits the logits ``(B, V)`` of each step before the choice; ``commit`` gets the chosen tokens ``(B,)``
+    (-1 for a row that had already finished)."""
+
+    def __call__(self, logits: Tensor) -> Tensor: ...
+
+    def commit(self, tokens: Tensor) -> None: ...
 
 
 @dataclass
@@ -71,8 +81,12 @@ def _as_batch(model, input_ids, attention_mask, left: bool) -> tuple[Tensor, Ten
 
 def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attention_mask: Tensor | None = None, *,
                     config: GenerationConfig | None = None, mask_position: Tensor | None = None,
-                    generator: torch.Generator | None = None, **kwargs: object) -> Iterator[Step]:
+                    generator: torch.Generator | None = None, logits_processor: LogitsProcessor | None = None,
+                    **kwargs: object) -> Iterator[Step]:
     """Yield one ``Step`` per new token until every row has produced EOS or ``max_new_tokens``.
+
+    ``logits_processor`` (e.g. ``unimask.structured.GrammarConstraint``) edits each step's logits before the
+    token is chosen and is told the chosen tokens (``commit``); ``Step.logits`` stay the model's own.
 
     Decoder-only prompts are left-padded; encoder-decoder sources are right-padded. ``mask_position (B,)``
     asks for GLM blank infilling (Du et al. 2022, section 2.2), laid out as the GLM objective lays out
@@ -101,14 +115,14 @@ def generate_stream(model, input_ids: Tensor | Sequence[Sequence[int]], attentio
     try:
         steps = _encdec_steps(model, ids, mask, cfg) if enc_dec else _decoder_steps(model, ids, mask, cfg,
                                                                                    mask_position)
-        yield from _select(steps, ids, cfg, eos, mc.pad_token_id, generator)
+        yield from _select(steps, ids, cfg, eos, mc.pad_token_id, generator, logits_processor)
     finally:
         if was_training:
             model.train(True)
 
 
 def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int,
-            generator: torch.Generator | None) -> Iterator[Step]:
+            generator: torch.Generator | None, processor: LogitsProcessor | None = None) -> Iterator[Step]:
     """Drive a step function: it yields logits, receives the chosen tokens."""
     B = ids.shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
@@ -117,10 +131,12 @@ def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int
         logits = next(steps)
     for i in range(cfg.max_new_tokens):
         with torch.no_grad():
-            token = choose_next(logits, previous=previous, do_sample=cfg.do_sample, temperature=cfg.temperature,
-                                top_k=cfg.top_k, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
-                                generator=generator)
+            token = choose_next(logits if processor is None else processor(logits), previous=previous,
+                                do_sample=cfg.do_sample, temperature=cfg.temperature, top_k=cfg.top_k,
+                                top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, generator=generator)
             token = token.masked_fill(finished, pad)
+        if processor is not None:
+            processor.commit(token.masked_fill(finished, -1))  # -1: the row had already finished
         yield Step(tokens=token, logits=logits, finished=finished.clone())
         if eos is not None:
             finished = finished | (token == eos)
