@@ -434,6 +434,31 @@ def _preset_table() -> dict[str, dict[str, Any]]:
     p["glm-130b"] = dict(arch="prefix", vocab_size=150528, d_model=12288, n_layers=70, n_heads=96, d_ff=32768,
                          activation="gated-gelu", norm="layernorm", norm_position="post", position="glm2d",
                          bias=True, tie_embeddings=True, max_seq_len=2048)
+
+    # Recent small models, shapes from their released config.json files (Hugging Face hub)
+    p["glm-4-9b"] = dict(arch="causal", vocab_size=151552, d_model=4096, n_layers=40, n_heads=32, n_kv_heads=2,
+                         head_dim=128, d_ff=13696, activation="swiglu", norm="rmsnorm", norm_eps=1.5625e-07,
+                         position="rope", rope_theta=10000.0, rotary_fraction=0.5, bias=False, qkv_bias=True,
+                         tie_embeddings=False, max_seq_len=8192, pad_token_id=151329, eos_token_id=151329)
+    p["qwen3-0.6b"] = dict(arch="causal", vocab_size=151936, d_model=1024, n_layers=28, n_heads=16, n_kv_heads=8,
+                           head_dim=128, d_ff=3072, activation="swiglu", norm="rmsnorm", norm_eps=1e-6,
+                           position="rope", rope_theta=1_000_000.0, qk_norm=True, bias=False, tie_embeddings=True,
+                           max_seq_len=40960, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643)
+    gemma = dict(activation="gated-gelu", gelu_approximate="tanh", norm="rmsnorm", norm_eps=1e-6,
+                 norm_unit_offset=True, sandwich_norm=True, scale_embedding=True, position="rope", bias=False,
+                 tie_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    p["gemma-3-270m"] = {**gemma, "arch": "causal", "vocab_size": 262144, "d_model": 640, "n_layers": 18,
+                         "n_heads": 4, "n_kv_heads": 1, "head_dim": 256, "d_ff": 2048, "qk_norm": True,
+                         "rope_theta": 1_000_000.0, "local_rope_theta": 10_000.0, "query_pre_attn_scalar": 256.0,
+                         "sliding_window": 512, "sliding_window_layers": [i for i in range(18) if (i + 1) % 6],
+                         "max_seq_len": 32768}
+    # T5Gemma 2B-2B: two Gemma 2 2B stacks (encoder and decoder with cross-attention), each its own embedding
+    p["t5gemma-2b-2b"] = {**gemma, "arch": "encoder_decoder", "vocab_size": 256000, "d_model": 2304, "n_layers": 26,
+                          "n_encoder_layers": 26, "n_heads": 8, "n_kv_heads": 4, "head_dim": 256, "d_ff": 9216,
+                          "encoder_embedding": True, "rope_theta": 10000.0, "query_pre_attn_scalar": 256.0,
+                          "attn_softcap": 50.0, "final_logit_softcap": 30.0, "sliding_window": 4096,
+                          "sliding_window_layers": list(range(0, 26, 2)), "max_seq_len": 8192,
+                          "decoder_start_token_id": 2}
     return p
 
 

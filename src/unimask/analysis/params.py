@@ -66,7 +66,15 @@ def attention_params(config: ModelConfig) -> int:
     q = d * h * hd + (h * hd if qkv_bias else 0)
     kv = 2 * (d * hkv * hd + (hkv * hd if qkv_bias else 0))
     o = h * hd * d + (d if config.bias else 0)
-    return q + kv + o
+    return q + kv + o + qk_norm_params(config)
+
+
+def qk_norm_params(config: ModelConfig) -> int:
+    """The per-head query and key norms of one attention layer (``qk_norm``: Qwen3, Gemma 3), over head_dim."""
+    if not config.qk_norm:
+        return 0
+    per_norm = config.head_dim_ * (2 if config.norm == "layernorm" and config.norm_bias else 1)
+    return 2 * per_norm
 
 
 def mlp_params(config: ModelConfig) -> int:
@@ -85,6 +93,8 @@ def _stack(config: ModelConfig, n_layers: int, cross: bool) -> dict[str, int]:
     elif config.position == "t5_relative":
         positions = config.rel_buckets * config.n_heads  # one bias table per stack (T5)
     norms_per_block = 1 + (1 if cross else 0) + (0 if config.parallel_block else 1)
+    if config.sandwich_norm:  # a norm after each sublayer too (Gemma's four norms per block, GLM-4)
+        norms_per_block *= 2
     norms = n_layers * norms_per_block * norm_params(config)
     norms += norm_params(config) if config.embedding_norm else 0
     norms += norm_params(config) if config.norm_position == "pre" else 0  # final norm (pre-norm only)
@@ -105,7 +115,7 @@ def count_parameters(config: ModelConfig) -> ParamCount:
         decoder = _stack(config, config.n_layers, cross=False)
         stacks = [decoder]
     parts = {k: sum(s[k] for s in stacks) for k in ("positions", "attention", "mlp", "norms")}
-    embeddings = config.vocab_size * config.d_model
+    embeddings = config.vocab_size * config.d_model * (2 if config.encoder_embedding else 1)  # T5Gemma: 2 tables
     head = 0 if config.tie_embeddings else config.vocab_size * config.d_model
     return ParamCount(embeddings=embeddings, output_head=head, encoder=sum(encoder.values()),
                       decoder=sum(decoder.values()), **parts)

@@ -69,6 +69,16 @@ PUBLISHED: dict[str, Published] = {
     # Only the name is published. The architecture (70 x 12288, GeGLU 32768, vocab 150528, head tied to the
     # input embedding as in SwissArmyTransformer) gives 128.70B, 1.0% below the name; counting an untied head
     # would give 130.55B. No more precise public total is known to us, so the gap is accepted, not hidden.
+    # Released checkpoints of recent models: the exact totals are transformers' num_parameters() of the released
+    # config.json shapes (tests/models/test_recent_presets.py rebuilds them on the meta device); the model cards'
+    # rounded figures agree.
+    "glm-4-9b": Published(9_399_951_360, f"THUDM/glm-4-9b(-hf) {_HF}; model card and hub: 9.4B", tolerance=0.0),
+    "qwen3-0.6b": Published(596_049_920, f"Qwen/Qwen3-0.6B {_HF}; model card: 0.6B, 0.44B non-embedding",
+                            tolerance=0.0),
+    "gemma-3-270m": Published(268_098_176, f"google/gemma-3-270m {_HF}; model card: 170M embedding + 100M "
+                              "transformer-block parameters", tolerance=0.0),
+    "t5gemma-2b-2b": Published(5_596_853_760, f"google/t5gemma-2b-2b-prefixlm {_HF} (separate encoder and decoder "
+                               "embeddings, head tied to the decoder's); hub: 5.6B", tolerance=0.0),
     "glm-130b": Published(130e9, "Zeng et al. 2022 (GLM-130B), the model's name", tolerance=0.015,
                           note="nominal: only the rounded name is published"),
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from unimask.config import ModelConfig
 from unimask.models import masks
@@ -27,6 +27,8 @@ class EncoderDecoderLM(UnimaskLM):
         if config.arch != "encoder_decoder":
             raise ValueError("EncoderDecoderLM needs arch 'encoder_decoder'")
         super().__init__(config)
+        if config.encoder_embedding:  # T5Gemma: the encoder reads its own token embedding
+            self.encoder_embed = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = Stack(config, config.encoder_layers)
         self.decoder = Stack(config, config.n_layers, cross=True, causal_relative=True)
         self.init_weights()
@@ -46,7 +48,8 @@ class EncoderDecoderLM(UnimaskLM):
                                             device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from(None, segment_ids, B, S, input_ids.device)
-        h, probs, _ = self.encoder(self.embed(input_ids), mask, position_ids, return_probs=return_attentions)
+        embed = self.encoder_embed if self.config.encoder_embedding else self.embed
+        h, probs, _ = self.encoder(embed(input_ids), mask, position_ids, return_probs=return_attentions)
         return h, probs
 
     def forward(self, input_ids: Tensor | None = None, labels: Tensor | None = None, *,
