@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from unimask.generation.sampling import choose_next
+from unimask.generation.sampling import apply_presence_frequency, choose_next
 
 
 @dataclass
@@ -29,6 +29,8 @@ class GenerationConfig:
     top_k: int = 0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0  # OpenAI's, over generated tokens (sampling.apply_presence_frequency)
+    frequency_penalty: float = 0.0
     eos_token_id: int | None = None
     seed: int | None = None
     use_cache: bool = True
@@ -127,11 +129,16 @@ def _select(steps, ids: Tensor, cfg: GenerationConfig, eos: int | None, pad: int
     B = ids.shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=ids.device)
     previous = ids.clone()
+    penalised = cfg.presence_penalty != 0 or cfg.frequency_penalty != 0
     with torch.no_grad():
         logits = next(steps)
     for i in range(cfg.max_new_tokens):
         with torch.no_grad():
-            token = choose_next(logits if processor is None else processor(logits), previous=previous,
+            scores = logits if processor is None else processor(logits)
+            if penalised:
+                scores = apply_presence_frequency(scores, previous[:, ids.shape[1]:].masked_fill(
+                    previous[:, ids.shape[1]:] == pad, -1), cfg.presence_penalty, cfg.frequency_penalty)
+            token = choose_next(scores, previous=previous,
                                 do_sample=cfg.do_sample, temperature=cfg.temperature, top_k=cfg.top_k,
                                 top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, generator=generator)
             token = token.masked_fill(finished, pad)

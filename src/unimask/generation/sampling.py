@@ -51,6 +51,20 @@ def scale_by_temperature(logits: Tensor, temperature: float) -> Tensor:
     return shifted / temperature
 
 
+def apply_presence_frequency(logits: Tensor, generated: Tensor, presence: float, frequency: float) -> Tensor:
+    """OpenAI's presence and frequency penalties over the tokens generated so far (the prompt does not
+    count, as in vLLM): ``logits[j] -= frequency * count[j] + presence * (count[j] > 0)``.
+
+    ``logits (B, V)``, ``generated (B, t)`` (negative ids, e.g. padding of finished rows, are ignored).
+    """
+    if (presence == 0 and frequency == 0) or generated.numel() == 0:
+        return logits
+    valid = generated >= 0
+    counts = torch.zeros_like(logits)
+    counts.scatter_add_(1, generated.clamp(min=0), valid.to(logits.dtype))
+    return logits - frequency * counts - presence * (counts > 0).to(logits.dtype)
+
+
 def choose_next(logits: Tensor, *, previous: Tensor | None = None, do_sample: bool = False,
                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                 generator: torch.Generator | None = None) -> Tensor:

@@ -28,6 +28,8 @@ SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 TEMPERATURE_MAX = 2.0  # OpenAI's range is [0, 2]
 REPETITION_PENALTY_RANGE = (0.01, 10.0)  # beyond it the penalty only pushes logits towards overflow
 MAX_STOP = 4  # stop strings one request may give (OpenAI: up to 4)
+PENALTY_RANGE = (-2.0, 2.0)  # OpenAI's presence / frequency penalties
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
 
 
 class RequestError(UnimaskError):
@@ -59,6 +61,10 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None  # None: none; k >= 0: the chosen token's log-probability and the top k
+    grammar: str | None = None  # an llguidance grammar (``unimask.structured``) the output must follow
 
     def __post_init__(self) -> None:
         lo, hi = REPETITION_PENALTY_RANGE
@@ -71,6 +77,12 @@ class SamplingParams:
             (_finite(self.repetition_penalty) and lo <= self.repetition_penalty <= hi, "repetition_penalty",
              f"must be in [{lo:g}, {hi:g}] (1 = none)"),
             (all(isinstance(x, str) and x for x in self.stop), "stop", "strings must not be empty"),
+            (_finite(self.presence_penalty) and PENALTY_RANGE[0] <= self.presence_penalty <= PENALTY_RANGE[1],
+             "presence_penalty", f"must be in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}]"),
+            (_finite(self.frequency_penalty) and PENALTY_RANGE[0] <= self.frequency_penalty <= PENALTY_RANGE[1],
+             "frequency_penalty", f"must be in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}]"),
+            (self.logprobs is None or 0 <= self.logprobs <= MAX_TOP_LOGPROBS, "logprobs",
+             f"(top log-probabilities) must be in [0, {MAX_TOP_LOGPROBS}]"),
         ]
         if self.seed is not None:
             checks.append((SEED_RANGE[0] <= self.seed <= SEED_RANGE[1], "seed", "must fit in 64 bits"))
@@ -92,6 +104,7 @@ class SamplingParams:
         return GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
                                 temperature=self.temperature if self.temperature > 0 else 1.0, top_k=self.top_k,
                                 top_p=self.top_p, repetition_penalty=self.repetition_penalty,
+                                presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
                                 eos_token_id=eos_token_id, seed=self.seed)
 
 
@@ -105,6 +118,18 @@ class Chunk:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None  # the tokens decoded since the row's previous chunk
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text and bytes, log p under the model (its own logits, before sampling
+    settings), and the ``top`` most likely tokens there as ``(text, bytes, logprob)``."""
+
+    token: str
+    bytes: tuple[int, ...]
+    logprob: float
+    top: tuple[tuple[str, tuple[int, ...], float], ...] = ()
 
 
 @dataclass
@@ -115,6 +140,7 @@ class Completion:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None
 
 
 class LoadedModel:
@@ -230,7 +256,16 @@ class LoadedModel:
         streams = [TextStream(tok, params.stop) for _ in ids]
         counts = [0] * len(ids)
         done: list[str | None] = [None] * len(ids)
-        steps = generate_stream(self.model, ids, config=params.generation_config(eos))
+        constraint = None
+        if params.grammar is not None:
+            from unimask.structured import GrammarConstraint, GrammarError
+
+            try:
+                constraint = GrammarConstraint(tok, params.grammar, batch=len(ids))
+            except GrammarError as exc:
+                raise RequestError(str(exc), param="response_format") from None
+        pending: list[list[TokenLogprob]] = [[] for _ in ids]
+        steps = generate_stream(self.model, ids, config=params.generation_config(eos), logits_processor=constraint)
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -241,6 +276,8 @@ class LoadedModel:
                     step = next(steps, None)
                 if step is None:
                     break
+                wanted = params.logprobs is not None
+                logp = step.logits.float().log_softmax(-1) if wanted else None
                 for i, token in enumerate(step.tokens.tolist()):
                     if done[i] is not None:
                         continue
@@ -248,38 +285,74 @@ class LoadedModel:
                     if token == eos:
                         done[i] = "stop"
                     else:
+                        if logp is not None:
+                            pending[i].append(self._logprob(logp[i], token, params.logprobs or 0))
                         piece = streams[i].push(token)
                         if streams[i].stopped:
                             done[i] = "stop"
                         if piece:
-                            yield Chunk(index=i, text=piece)
+                            yield Chunk(index=i, text=piece, logprobs=self._take(pending, i, wanted))
                     if done[i] is not None:
-                        yield self._last(i, streams[i], done[i], len(ids[i]), counts[i])
+                        yield self._last(i, streams[i], done[i], len(ids[i]), counts[i], self._take(pending, i, wanted))
                 if all(d is not None for d in done):
                     break
         finally:  # no lock here (see above): closing the decoder touches no shared state
             steps.close()
+        wanted = params.logprobs is not None
         for i, reason in enumerate(done):
             if reason is None:  # ran out of new tokens
-                yield self._last(i, streams[i], "length", len(ids[i]), counts[i])
+                yield self._last(i, streams[i], "length", len(ids[i]), counts[i], self._take(pending, i, wanted))
 
     @staticmethod
-    def _last(i: int, stream: TextStream, reason: str, prompt_tokens: int, completion_tokens: int) -> Chunk:
+    def _take(pending: list[list[TokenLogprob]], i: int, wanted: bool) -> list[TokenLogprob] | None:
+        if not wanted:
+            return None
+        out, pending[i] = pending[i], []
+        return out
+
+    def token_bytes(self, token: int) -> bytes:
+        """The exact bytes of one token (byte-level pieces of a character included)."""
+        try:
+            from unimask.structured import _ll_tokenizer
+
+            return bytes(_ll_tokenizer(self.tokenizer).decode_bytes([token]))
+        except Exception:  # no llguidance: the decoded text (a partial character becomes U+FFFD)
+            return self.tokenizer.decode([token], skip_special=False).encode("utf-8")
+
+    def _logprob(self, logp: torch.Tensor, token: int, top: int) -> TokenLogprob:
+        def entry(t: int) -> tuple[str, tuple[int, ...]]:
+            raw = self.token_bytes(t)
+            return raw.decode("utf-8", errors="replace"), tuple(raw)
+
+        text, raw = entry(token)
+        tops: tuple[tuple[str, tuple[int, ...], float], ...] = ()
+        if top:
+            values, idx = logp.topk(min(top, logp.shape[-1]))
+            tops = tuple((*entry(int(t)), float(v)) for v, t in zip(values.tolist(), idx.tolist()))
+        return TokenLogprob(token=text, bytes=raw, logprob=float(logp[token]), top=tops)
+
+    @staticmethod
+    def _last(i: int, stream: TextStream, reason: str, prompt_tokens: int, completion_tokens: int,
+              logprobs: list[TokenLogprob] | None = None) -> Chunk:
         rest = stream.finish()
         if stream.stopped:
             reason = "stop"
         return Chunk(index=i, text=rest, finish_reason=reason, prompt_tokens=prompt_tokens,
-                     completion_tokens=completion_tokens)
+                     completion_tokens=completion_tokens, logprobs=logprobs)
 
     def complete(self, prompts: str | Sequence[str], params: SamplingParams | None = None) -> list[Completion]:
         """``stream`` collected: one ``Completion`` per prompt, in order."""
         n = 1 if isinstance(prompts, str) else len(prompts)
         texts = [""] * n
+        logprobs: list[list[TokenLogprob] | None] = [None] * n
         out: list[Completion | None] = [None] * n
         for c in self.stream(prompts, params):
             texts[c.index] += c.text
+            if c.logprobs is not None:
+                logprobs[c.index] = (logprobs[c.index] or []) + c.logprobs
             if c.finish_reason is not None:
-                out[c.index] = Completion(texts[c.index], c.finish_reason, c.prompt_tokens, c.completion_tokens)
+                out[c.index] = Completion(texts[c.index], c.finish_reason, c.prompt_tokens, c.completion_tokens,
+                                          logprobs[c.index])
         return [c for c in out if c is not None]
 
     # Chat ------------------------------------------------------------------------------------------------
@@ -303,7 +376,7 @@ class LoadedModel:
             if not started:
                 chunk.text = chunk.text.lstrip()
                 started = bool(chunk.text)
-            if chunk.text or chunk.finish_reason is not None:
+            if chunk.text or chunk.finish_reason is not None or chunk.logprobs:
                 yield chunk
 
     def chat_stream(self, messages: Sequence[dict[str, str]], params: SamplingParams | None = None) -> Iterator[Chunk]:
@@ -314,12 +387,14 @@ class LoadedModel:
 
     def chat(self, messages: Sequence[dict[str, str]], params: SamplingParams | None = None) -> Completion:
         """The assistant's reply to ``messages``."""
-        text, last = "", None
+        text, last, logprobs = "", None, None
         for chunk in self.chat_stream(messages, params):
             text += chunk.text
+            if chunk.logprobs is not None:
+                logprobs = (logprobs or []) + chunk.logprobs
             last = chunk
         assert last is not None and last.finish_reason is not None
-        return Completion(text, last.finish_reason, last.prompt_tokens, last.completion_tokens)
+        return Completion(text, last.finish_reason, last.prompt_tokens, last.completion_tokens, logprobs)
 
     # Infilling -------------------------------------------------------------------------------------------
     def can_infill(self, text: str) -> bool:
