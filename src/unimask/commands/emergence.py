@@ -23,6 +23,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from unimask.commands._args import seed
+
     p = sub.add_parser("emergence", help="emergent abilities: analytic metric effects and a trained size sweep")
     modes = p.add_subparsers(dest="mode", metavar="MODE")
     a = modes.add_parser("analytic", help="exact match, edit distance and composite tasks from per-token accuracy")
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--test-examples", type=int, default=256)
     s.add_argument("--tokenizer", default="char", help="'char' (one token per character), 'default' or a path")
     s.add_argument("--threads", type=int, default=1, help="torch threads while training")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--save-models", action="store_true", help="also save each model to OUT/width-<d>")
     s.add_argument("--out", default="out/emergence", help="directory for sweep.csv/.json/.png ('' for none)")

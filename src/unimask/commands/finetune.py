@@ -19,6 +19,8 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from unimask.commands._args import seed
+
     p = sub.add_parser("finetune", help="fine-tune any family on labelled pairs or chats (full or LoRA)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a unimask model/run/checkpoint directory, or a Hugging Face one")
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj",
                    help="comma-separated module names (default: q_proj,k_proj,v_proj,o_proj)")
     p.add_argument("--skip-bad", action="store_true", help="skip records that are not usable (and count them)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     p.add_argument("--out-dir", default="runs/finetune", help="run directory (default: runs/finetune)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out-dir")
     p.add_argument("--resume", action="store_true", help="continue the latest checkpoint in --out-dir")

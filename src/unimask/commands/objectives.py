@@ -6,6 +6,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from unimask.commands._args import seed
+
     p = sub.add_parser("objectives", help="list the objectives or show what one does to a text")
     osub = p.add_subparsers(dest="objectives_command", metavar="ACTION", required=True)
     show = osub.add_parser("show", help="print source, target, loss positions and (GLM) 2D positions")
@@ -15,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "or a JSON settings object")
     show.add_argument("--arch", default="prefix", choices=("causal", "prefix", "encoder_decoder"),
                       help="family layout to show (default: prefix)")
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--seed", type=seed, default=0)
     show.add_argument("--tokenizer", default=None, help="tokenizer.json or its directory (default: built-in)")
     show.set_defaults(func=run_show)
     lst = osub.add_parser("list", help="list the objectives and their default settings")

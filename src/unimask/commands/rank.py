@@ -14,6 +14,8 @@ MAX_SEQ_LEN = 1024  # T; the SVDs of B x heads x layers x 2 matrices of T x T do
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from unimask.commands._args import seed
+
     p = sub.add_parser("rank", help="numerical/effective rank and log-det of causal vs bidirectional attention",
                        description="Runs the same inputs through the model with a causal and a bidirectional "
                                    "mask (an encoder-decoder: its decoder and encoder) and measures every "
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=32, help="tokens per input sequence (T)")
     p.add_argument("--batch", type=int, default=2, help="number of random input sequences")
     p.add_argument("--text", default=None, help="analyse this text instead of random tokens (needs a tokenizer)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random init and the random inputs")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the random init and the random inputs")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative SVD tolerance for the numerical rank (default: T x float32 eps)")
     p.add_argument("--out", default="out/rank", help="directory for rank.csv, rank_summary.json, rank.png")
@@ -72,8 +74,12 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         source = args.model
     else:
+        from unimask.memory import check_model_fits
+
         name = args.preset or "tiny-causal"
-        model = build_model(preset(name))
+        config = preset(name)
+        check_model_fits(config, f"--preset {name}")  # before the weights are allocated
+        model = build_model(config)
         source = f"{name} (random init, seed {args.seed})"
     config = model.config
     if args.seq_len > config.max_seq_len:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from unimask.commands._args import seed
+
     p = sub.add_parser("tour", help="masks, a forward pass and cached generation for each family")
     p.add_argument("--out", default="out/tour", help="folder for the figure and checkpoints")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=run)
 
 

@@ -308,6 +308,8 @@ def parse_value(text: str) -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a directory, not a run config file; give the .yaml file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such run config file")
     try:
@@ -330,7 +332,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: the run config is empty; name at least the model (e.g. model: tiny-causal), "
+                          "or give a shipped config such as tiny-causal")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a run config is a mapping of fields, got {type(data).__name__}")
     return data
