@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,7 @@ def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: Loaded
             assert expected and final == expected
             updates = list(dict.fromkeys(texts))  # distinct renderings, in order
             assert len(updates) >= 2, updates  # streamed: the reply grew on screen, not in one piece
-            assert all(b.startswith(a) and len(b) > len(a) for a, b in zip(updates, updates[1:])), updates
+            assert all(b.startswith(a) and len(b) > len(a) for a, b in pairwise(updates)), updates
             assert updates[-1] == final
             assert page.locator(".msg.assistant").last.get_attribute("data-finish") in ("stop", "length")
             assert not page.locator("#error").is_visible()
