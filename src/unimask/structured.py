@@ -49,9 +49,11 @@ def _ll_tokenizer(tokenizer: Any) -> Any:
     return _TOKENIZERS[key]
 
 
-#: JSON as ``json.dumps`` writes it, no other whitespace: a small model cannot wander into endless blanks
-#: (a schema's own ``x-guidance`` options still override this)
-COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+#: JSON as ``json.dumps`` writes it, no other whitespace, and no \\uXXXX escapes (every other escape stays):
+#: a small model cannot wander into endless blanks or spend six tokens on one character (a schema's own
+#: ``x-guidance`` options still override this)
+COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
+           "json_allowed_escapes": "\"\\bfnrt"}
 
 
 def json_grammar(schema: dict[str, Any] | None = None) -> str:

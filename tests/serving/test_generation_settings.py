@@ -91,8 +91,8 @@ def test_cli_and_server_agree(case: tuple[dict, bool], causal_dir: Path, server:
         assert code == 0, err
 
 
-@pytest.mark.parametrize("extra", [{"n": 2}, {"n": 0}, {"presence_penalty": 1.0}, {"frequency_penalty": -1.0},
-                                   {"logprobs": 3}, {"stop": 7}, {"temperature": "hot"}, {"max_tokens": 1.5}],
+@pytest.mark.parametrize("extra", [{"n": 9}, {"n": 0}, {"presence_penalty": 2.5}, {"frequency_penalty": -3.0},
+                                   {"logprobs": 6}, {"stop": 7}, {"temperature": "hot"}, {"max_tokens": 1.5}],
                          ids=str)
 def test_server_only_settings_are_400(extra: dict, server: Server) -> None:
     body = {"model": "tiny", "prompt": "Hi", "max_tokens": 2, **extra}

@@ -32,12 +32,14 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from unimask.serving.engine import (
     MAX_STOP,
+    MAX_TOP_LOGPROBS,
+    PENALTY_RANGE,
     REPETITION_PENALTY_RANGE,
     TEMPERATURE_MAX,
     Chunk,
@@ -46,8 +48,13 @@ from unimask.serving.engine import (
     SamplingParams,
     TimeLimitError,
 )
+from unimask.serving.metrics import CountRequests, ServerMetrics
+from unimask.serving.page import add_chat_page
 
 log = logging.getLogger(__name__)
+MAX_N = 8  # choices per request
+MAX_COMPLETION_LOGPROBS = 5  # OpenAI's limit for /v1/completions
+MAX_EMBED_INPUTS = 64
 
 
 @dataclass(frozen=True)
@@ -103,28 +110,32 @@ class _Request(BaseModel):
     top_k: int = Field(0, ge=0, examples=[1])
     repetition_penalty: float = Field(1.0, ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1],
                                       examples=list(REPETITION_PENALTY_RANGE))
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=MAX_N, examples=[MAX_N])
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
-    presence_penalty: float = Field(0.0, ge=0, le=0)
-    frequency_penalty: float = Field(0.0, ge=0, le=0)
-    user: str | None = None
+    presence_penalty: float = Field(0.0, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1], examples=list(PENALTY_RANGE))
+    frequency_penalty: float = Field(0.0, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1], examples=list(PENALTY_RANGE))
+    user: str | None = None  # accepted and ignored (OpenAI uses it for abuse monitoring)
+    response_format: dict[str, Any] | None = None
 
 
 class CompletionRequest(_Request):
     prompt: str | list[str] = Field(examples=["The quick brown fox"])
     max_tokens: int | None = Field(16, ge=1)
     echo: bool = False
-    logprobs: int | None = Field(None, ge=0, le=0)
+    logprobs: int | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "user", "assistant", "developer"]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 class ChatRequest(_Request):
@@ -132,6 +143,20 @@ class ChatRequest(_Request):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = Field(None)
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None  # one call per reply here
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]] = Field(examples=["a fox", ["a fox", "a dog"]])
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
 
 
 # Admission: bounded concurrency with a bounded queue --------------------------------------------------------
@@ -175,7 +200,8 @@ class Admission:
 
 
 # The app --------------------------------------------------------------------------------------------------
-_OPEN_PATHS = ("/health", "/ready", "/openapi.json")  # answered without the API key (probes, discovery)
+_OPEN_PATHS = ("/health", "/")  # answered without the API key: liveness, and the chat page (it holds no data;
+# its own API calls carry the key)
 
 
 def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastAPI:
@@ -205,8 +231,12 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
         log.exception("unexpected error on %s", request.url.path)
         return APIError(500, f"internal error: {type(exc).__name__}", type_="server_error").response()
 
+    metrics = ServerMetrics(running=lambda: admission.running, waiting=lambda: admission.waiting)
+    app.state.metrics = metrics
     if limits.api_key is not None:
         app.add_middleware(_APIKey, key=limits.api_key)
+    known = lambda: {r.path for r in app.routes if "{" not in getattr(r, "path", "{")}
+    app.add_middleware(CountRequests, metrics=metrics, known=known)  # outermost: refusals count too
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -240,24 +270,36 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
         deadline = time.monotonic() + limits.time_limit_s
         req = await _parse(request, CompletionRequest, limits)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        if not prompts or len(prompts) > limits.max_prompts:
-            raise APIError(400, f"prompt must hold 1 to {limits.max_prompts} texts", param="prompt")
-        params = _params(req, req.max_tokens or 16, engine, limits)
-        ids = await _prepare(engine, prompts, params)
+        if not prompts or len(prompts) * req.n > limits.max_prompts:
+            raise APIError(400, f"prompt x n must be 1 to {limits.max_prompts} completions", param="prompt")
+        params = _params(req, req.max_tokens or 16, engine, limits, logprobs=req.logprobs,
+                         grammar=_format_grammar(req.response_format))
+        ids = [row for row in await _prepare(engine, prompts, params) for _ in range(req.n)]
         rid = f"cmpl-{secrets.token_hex(12)}"
         meta = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": engine.name}
         release = await _admit(admission, deadline, limits)
+        offsets = [0] * len(ids)
+
+        def lp(c: Chunk) -> dict[str, Any] | None:
+            if c.logprobs is None:
+                return None
+            out = _completion_logprobs(c.logprobs, offsets[c.index])
+            offsets[c.index] += sum(len(e.token) for e in c.logprobs)
+            return out
+
+        def make(cancel: threading.Event | None = None) -> Iterator[Chunk]:
+            return metrics.track(engine.stream_ids(ids, params, deadline=deadline, cancel=cancel))
+
         if req.stream:
             def chunk_body(c: Chunk) -> dict[str, Any]:
-                return {**meta, "choices": [{"index": c.index, "text": c.text, "logprobs": None,
+                return {**meta, "choices": [{"index": c.index, "text": c.text, "logprobs": lp(c),
                                              "finish_reason": c.finish_reason}]}
 
-            head = [chunk_body(Chunk(index=i, text=p)) for i, p in enumerate(prompts)] if req.echo else []
-            return _sse(lambda: engine.stream_ids(ids, params, deadline=deadline), chunk_body, head, meta,
-                        _usage_wanted(req), release, limits)
-        out = await _run(request, lambda cancel: engine.stream_ids(ids, params, deadline=deadline, cancel=cancel),
-                         len(ids), release)
-        choices = [{"index": i, "text": (prompts[i] if req.echo else "") + c.text, "logprobs": None,
+            head = ([chunk_body(Chunk(index=i, text=prompts[i // req.n])) for i in range(len(ids))]
+                    if req.echo else [])
+            return _sse(make, chunk_body, head, meta, _usage_wanted(req), release, limits)
+        out = await _run(request, make, len(ids), release)
+        choices = [{"index": i, "text": (prompts[i // req.n] if req.echo else "") + c.text, "logprobs": lp(c),
                     "finish_reason": c.finish_reason} for i, c in enumerate(out)]
         return {**meta, "choices": choices, "usage": _usage(out)}
 
@@ -265,10 +307,15 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
     async def chat_completions(request: Request) -> Any:
         deadline = time.monotonic() + limits.time_limit_s
         req = await _parse(request, ChatRequest, limits)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, i)}
-                    for i, m in enumerate(req.messages)]
-        if req.logprobs:
-            raise APIError(400, "logprobs are not supported", param="logprobs")
+        messages = _chat_messages(req)
+        grammar, tool_mode = _format_grammar(req.response_format), False
+        if req.tools and req.tool_choice != "none":
+            if grammar is not None:
+                raise APIError(400, "give either tools or a JSON response_format, not both", param="tools")
+            grammar, tool_mode = _tool_grammar(req.tools, req.tool_choice), True
+            messages = [{"role": "system", "content": _tools_prompt(req.tools)}, *messages]
+        if req.n > limits.max_prompts:
+            raise APIError(400, f"n must be at most {limits.max_prompts}", param="n")
         try:
             prompt = engine.chat_prompt(messages)
         except RequestError as exc:
@@ -278,28 +325,81 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
             prompt_len = len(await anyio.to_thread.run_sync(engine.encode_prompt, prompt))
             room = engine.context_length if engine.is_encoder_decoder else engine.context_length - prompt_len
             asked = max(1, min(limits.max_tokens, room))
-        params = engine.chat_params(_params(req, asked, engine, limits))
-        ids = await _prepare(engine, [prompt], params)
+        top = (req.top_logprobs or 0) if req.logprobs else None
+        if req.top_logprobs and not req.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+        params = engine.chat_params(_params(req, asked, engine, limits, logprobs=top, grammar=grammar))
+        ids = (await _prepare(engine, [prompt], params)) * req.n
         rid = f"chatcmpl-{secrets.token_hex(12)}"
         meta = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": engine.name}
         release = await _admit(admission, deadline, limits)
+
+        def make(cancel: threading.Event | None = None) -> Iterator[Chunk]:
+            return metrics.track(engine.strip_reply(engine.stream_ids(ids, params, deadline=deadline,
+                                                                      cancel=cancel)))
+
+        def lp(c: Chunk) -> dict[str, Any] | None:
+            return None if c.logprobs is None else {"content": [_chat_logprob(e) for e in c.logprobs]}
+
         if req.stream:
+            texts = [""] * len(ids)
+
             def chunk_body(c: Chunk) -> dict[str, Any]:
-                delta = {"content": c.text} if c.text or c.finish_reason is None else {}
-                return {**meta, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                if tool_mode:  # the call is sent whole once its JSON is complete
+                    texts[c.index] += c.text
+                    if c.finish_reason is None:
+                        delta: dict[str, Any] = {}
+                    else:
+                        message, reason = _reply(texts[c.index], c.finish_reason, True)
+                        delta = {k: v for k, v in message.items() if k != "role" and v is not None}
+                        if "tool_calls" in delta:
+                            delta["tool_calls"] = [{"index": 0, **t} for t in delta["tool_calls"]]
+                        return {**meta, "choices": [{"index": c.index, "delta": delta, "logprobs": lp(c),
+                                                     "finish_reason": reason}]}
+                else:
+                    delta = {"content": c.text} if c.text or c.finish_reason is None else {}
+                return {**meta, "choices": [{"index": c.index, "delta": delta, "logprobs": lp(c),
                                              "finish_reason": c.finish_reason}]}
 
-            head = [{**meta, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                          "logprobs": None, "finish_reason": None}]}]
-            return _sse(lambda: engine.strip_reply(engine.stream_ids(ids, params, deadline=deadline)), chunk_body,
-                        head, meta, _usage_wanted(req), release, limits)
-        out = await _run(request, lambda cancel: engine.strip_reply(
-            engine.stream_ids(ids, params, deadline=deadline, cancel=cancel)), 1, release)
-        c = out[0]
-        return {**meta, "object": "chat.completion", "usage": _usage(out),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text}, "logprobs": None,
-                             "finish_reason": c.finish_reason}]}
+            head = [{**meta, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                          "logprobs": None, "finish_reason": None}]} for i in range(len(ids))]
+            return _sse(make, chunk_body, head, meta, _usage_wanted(req), release, limits)
+        out = await _run(request, make, len(ids), release)
+        choices = []
+        for i, c in enumerate(out):
+            message, reason = _reply(c.text, c.finish_reason or "stop", tool_mode)
+            choices.append({"index": i, "message": message, "logprobs": lp(c), "finish_reason": reason})
+        return {**meta, "object": "chat.completion", "usage": _usage(out), "choices": choices}
 
+    @app.post("/v1/embeddings", openapi_extra=_body_schema(EmbeddingRequest))
+    async def embeddings(request: Request) -> Any:
+        raw = await _read_body(request, limits.max_body_bytes)
+        req = _validate(raw, EmbeddingRequest)
+        if req.model is not None and req.model != engine.name:
+            raise APIError(404, f"model '{req.model}' not found; this server has '{engine.name}'", param="model",
+                           code="model_not_found")
+        if req.dimensions is not None and req.dimensions != engine.model.config.d_model:
+            raise APIError(400, f"dimensions: this model's embeddings have {engine.model.config.d_model}",
+                           param="dimensions")
+        rows = _embedding_rows(req.input, engine)
+        deadline = time.monotonic() + limits.time_limit_s
+        release = await _admit(admission, deadline, limits)
+        try:
+            vectors = await anyio.to_thread.run_sync(engine.embed_ids, rows)
+        finally:
+            release()
+        data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}
+                for i, v in enumerate(vectors.tolist())]
+        n = sum(len(r) for r in rows)
+        return {"object": "list", "data": data, "model": engine.name,
+                "usage": {"prompt_tokens": n, "total_tokens": n}}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus' text format (see ``unimask.serving.metrics``)."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    add_chat_page(app, engine)
     return app
 
 
@@ -384,6 +484,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def _parse(request: Request, kind: type[_Request], limits: ServerLimits) -> Any:
     raw = await _read_body(request, limits.max_body_bytes)
+    req = _validate(raw, kind)
+    engine: LoadedModel = request.app.state.engine
+    if req.model is not None and req.model != engine.name:
+        raise APIError(404, f"model '{req.model}' not found; this server has '{engine.name}'", param="model",
+                       code="model_not_found")
+    return req
+
+
+def _validate(raw: bytes, kind: type[BaseModel]) -> Any:
+    """A JSON body as ``kind``, or a 400 naming the first problem."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -398,14 +508,11 @@ async def _parse(request: Request, kind: type[_Request], limits: ServerLimits) -
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
         raise APIError(400, f"{where}: {err['msg']}", param=where or None, code="invalid_value") from None
-    engine: LoadedModel = request.app.state.engine
-    if req.model is not None and req.model != engine.name:
-        raise APIError(404, f"model '{req.model}' not found; this server has '{engine.name}'", param="model",
-                       code="model_not_found")
     return req
 
 
-def _params(req: _Request, max_tokens: int, engine: LoadedModel, limits: ServerLimits) -> SamplingParams:
+def _params(req: _Request, max_tokens: int, engine: LoadedModel, limits: ServerLimits, *,
+            logprobs: int | None = None, grammar: str | None = None) -> SamplingParams:
     cap = min(limits.max_tokens, engine.context_length)
     if max_tokens > cap:
         raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {cap}", param="max_tokens",
@@ -414,7 +521,9 @@ def _params(req: _Request, max_tokens: int, engine: LoadedModel, limits: ServerL
     try:
         return SamplingParams.from_user(max_new_tokens=max_tokens, temperature=req.temperature, top_k=req.top_k,
                                         top_p=req.top_p, repetition_penalty=req.repetition_penalty,
-                                        stop=tuple(stop), seed=req.seed, max_stop=limits.max_stop)
+                                        stop=tuple(stop), seed=req.seed, max_stop=limits.max_stop,
+                                        presence_penalty=req.presence_penalty,
+                                        frequency_penalty=req.frequency_penalty, logprobs=logprobs, grammar=grammar)
     except RequestError as exc:
         raise APIError(400, str(exc), param=exc.param) from None
 
@@ -438,14 +547,141 @@ def _text(content: str | list[dict[str, Any]] | None, i: int) -> str:
 
 
 def _collect(chunks: Iterator[Chunk], n: int) -> list[Chunk]:
-    """Chunks -> one final Chunk per prompt with the whole text."""
+    """Chunks -> one final Chunk per prompt with the whole text (and every token's log-probabilities)."""
     texts = [""] * n
+    logprobs: list[list[Any] | None] = [None] * n
     out: list[Chunk | None] = [None] * n
     for c in chunks:
         texts[c.index] += c.text
+        if c.logprobs is not None:
+            logprobs[c.index] = (logprobs[c.index] or []) + c.logprobs
         if c.finish_reason is not None:
-            out[c.index] = Chunk(c.index, texts[c.index], c.finish_reason, c.prompt_tokens, c.completion_tokens)
+            out[c.index] = Chunk(c.index, texts[c.index], c.finish_reason, c.prompt_tokens, c.completion_tokens,
+                                 logprobs[c.index])
     return [c for c in out if c is not None]
+
+
+# Structured output, tools, log-probabilities, embeddings ----------------------------------------------------
+def _format_grammar(response_format: dict[str, Any] | None) -> str | None:
+    """The grammar of OpenAI's ``response_format`` (``text``: none; ``json_object``; ``json_schema``)."""
+    from unimask.structured import GrammarError, json_grammar
+
+    if not response_format or response_format.get("type", "text") == "text":
+        return None
+    kind = response_format.get("type")
+    try:
+        if kind == "json_object":
+            return json_grammar(None)
+        if kind == "json_schema":
+            spec = response_format.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+                raise APIError(400, "response_format.json_schema must be {'name': ..., 'schema': {...}}",
+                               param="response_format")
+            return json_grammar(spec.get("schema") or {})
+    except GrammarError as exc:
+        raise APIError(400, f"response_format: {exc}", param="response_format") from None
+    raise APIError(400, f"response_format.type must be text, json_object or json_schema, got {kind!r}",
+                   param="response_format")
+
+
+def _tool_grammar(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None) -> str:
+    from unimask.structured import GrammarError, json_grammar, tool_call_schema
+
+    if isinstance(choice, str) and choice not in ("auto", "required", "none"):
+        raise APIError(400, f"tool_choice must be auto, required, none or a function, got {choice!r}",
+                       param="tool_choice")
+    try:  # "auto" decodes a call too: a grammar-bound small model cannot judge when not to call
+        return json_grammar(tool_call_schema(tools, choice if isinstance(choice, dict) else "required"))
+    except GrammarError as exc:
+        raise APIError(400, str(exc), param="tools") from None
+
+
+def _tools_prompt(tools: list[dict[str, Any]]) -> str:
+    """A short system message naming the tools and their arguments (the grammar enforces the full schemas;
+    small models have small contexts)."""
+    lines = ["Answer with one tool call as JSON {\"name\": ..., \"arguments\": {...}}. Tools:"]
+    for tool in tools:
+        fn = tool.get("function") or {}
+        args = ", ".join(((fn.get("parameters") or {}).get("properties") or {}).keys())
+        lines.append(f"- {fn.get('name')}({args}): {fn.get('description', '')}".rstrip(": "))
+    return "\n".join(lines)
+
+
+def _chat_messages(req: ChatRequest) -> list[dict[str, str]]:
+    """The request's messages as the chat template reads them: tool results and earlier tool calls as text."""
+    out = []
+    for i, m in enumerate(req.messages):
+        text = _text(m.content, i)
+        if m.role == "tool":
+            out.append({"role": "user", "content": f"Tool result ({m.name or m.tool_call_id or 'tool'}): {text}"})
+        elif m.role == "assistant" and m.tool_calls:
+            calls = [{"name": (c.get("function") or {}).get("name"),
+                      "arguments": (c.get("function") or {}).get("arguments")} for c in m.tool_calls]
+            out.append({"role": "assistant", "content": (text + " " if text else "") + json.dumps(calls)})
+        else:
+            out.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+    return out
+
+
+def _reply(text: str, reason: str, tool_mode: bool) -> tuple[dict[str, Any], str]:
+    """The assistant message (a tool call when its JSON is complete) and the finish reason."""
+    if tool_mode:
+        try:
+            call = json.loads(text)
+        except json.JSONDecodeError:  # cut short by max_tokens: the text as it is
+            return {"role": "assistant", "content": text}, reason
+        tool_call = {"id": f"call_{secrets.token_hex(12)}", "type": "function",
+                     "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}
+        return {"role": "assistant", "content": None, "tool_calls": [tool_call]}, "tool_calls"
+    return {"role": "assistant", "content": text}, reason
+
+
+def _chat_logprob(e: Any) -> dict[str, Any]:
+    return {"token": e.token, "logprob": e.logprob, "bytes": list(e.bytes),
+            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(b)} for t, b, v in e.top]}
+
+
+def _completion_logprobs(entries: list[Any], offset: int) -> dict[str, Any]:
+    offsets, at = [], offset
+    for e in entries:
+        offsets.append(at)
+        at += len(e.token)
+    return {"tokens": [e.token for e in entries], "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{t: v for t, _, v in e.top} for e in entries], "text_offset": offsets}
+
+
+def _embedding_rows(value: Any, engine: LoadedModel) -> list[list[int]]:
+    if isinstance(value, str):
+        value = [value]
+    if not value:
+        raise APIError(400, "input must hold at least one text", param="input")
+    if len(value) > MAX_EMBED_INPUTS:
+        raise APIError(400, f"input holds {len(value)} items; at most {MAX_EMBED_INPUTS}", param="input")
+    if all(isinstance(v, int) for v in value):
+        value = [value]
+    rows = []
+    vocab = engine.model.config.vocab_size
+    for i, item in enumerate(value):
+        row = engine.tokenizer.encode(item) if isinstance(item, str) else list(item)
+        if not row:
+            raise APIError(400, f"input[{i}] has no tokens", param="input")
+        if any(not isinstance(t, int) or not 0 <= t < vocab for t in row):
+            raise APIError(400, f"input[{i}]: token ids must be in [0, {vocab})", param="input")
+        if len(row) > engine.context_length:
+            raise APIError(400, f"input[{i}] has {len(row)} tokens; the context is {engine.context_length}",
+                           param="input")
+        rows.append(row)
+    return rows
+
+
+def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        import base64
+
+        import numpy as np
+
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector
 
 
 def _usage(chunks: list[Chunk]) -> dict[str, int]:
@@ -540,7 +776,7 @@ def _openapi_schema(app: FastAPI) -> dict[str, Any]:
 
         schema = get_openapi(title=app.title, version=_version(), description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for kind in (CompletionRequest, ChatRequest):
+        for kind in (CompletionRequest, ChatRequest, EmbeddingRequest):
             model = kind.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model.pop("$defs", {}))
             components[kind.__name__] = model

@@ -159,6 +159,7 @@ class LoadedModel:
         self.add_bos = model.config.arch == "causal" if add_bos is None else add_bos
         self.append_eos = append_eos
         self._lock = threading.Lock()
+        self._specials: frozenset[int] | None = None
 
     def __repr__(self) -> str:
         return f"LoadedModel(name={self.name!r}, arch={self.model.config.arch!r}, context={self.context_length})"
@@ -310,6 +311,15 @@ class LoadedModel:
         out, pending[i] = pending[i], []
         return out
 
+    @property
+    def _special_ids(self) -> frozenset[int]:
+        """Tokens that decoding leaves out of the text (special tokens), found once when first needed."""
+        if self._specials is None:
+            tok = self.tokenizer
+            self._specials = frozenset(i for i in range(tok.vocab_size)
+                                       if tok.decode([i]) == "" and tok.decode([i], skip_special=False))
+        return self._specials
+
     def token_bytes(self, token: int) -> bytes:
         """The exact bytes of one token (byte-level pieces of a character included)."""
         try:
@@ -320,11 +330,16 @@ class LoadedModel:
             return self.tokenizer.decode([token], skip_special=False).encode("utf-8")
 
     def _logprob(self, logp: torch.Tensor, token: int, top: int) -> TokenLogprob:
-        def entry(t: int) -> tuple[str, tuple[int, ...]]:
+        def entry(t: int, chosen: bool = False) -> tuple[str, tuple[int, ...]]:
+            if t in self._special_ids:  # not in the text (decoding skips it): chosen, it adds nothing; among
+                if chosen:              # the alternatives it goes by its name
+                    return "", ()
+                name = self.tokenizer.id_to_token(t) or f"<{t}>"
+                return name, tuple(name.encode())
             raw = self.token_bytes(t)
             return raw.decode("utf-8", errors="replace"), tuple(raw)
 
-        text, raw = entry(token)
+        text, raw = entry(token, chosen=True)
         tops: tuple[tuple[str, tuple[int, ...], float], ...] = ()
         if top:
             values, idx = logp.topk(min(top, logp.shape[-1]))
@@ -354,6 +369,17 @@ class LoadedModel:
                 out[c.index] = Completion(texts[c.index], c.finish_reason, c.prompt_tokens, c.completion_tokens,
                                           logprobs[c.index])
         return [c for c in out if c is not None]
+
+    def embed_ids(self, rows: list[list[int]]) -> torch.Tensor:
+        """``(N, d)`` embeddings (``unimask.embeddings``), under the step lock like decoding."""
+        from unimask.embeddings import embed_ids
+
+        with self._lock:
+            return embed_ids(self.model, rows)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(N, d)`` embeddings of ``texts``."""
+        return self.embed_ids(self.tokenizer.encode_batch(list(texts)))
 
     # Chat ------------------------------------------------------------------------------------------------
     def chat_params(self, params: SamplingParams) -> SamplingParams:
