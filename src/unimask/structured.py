@@ -4,7 +4,7 @@ The grammar engine is llguidance (Microsoft's low-level guidance library, Rust):
 Face ``tokenizer.json`` as it is (byte-level BPE as unimask trains it, Metaspace and byte fallback as
 imported models bring), so the constraint works over unimask's own tokenizer and every imported one
 alike. ``benchmarks/bench_grammar.py`` measured it against xgrammar on unimask's default tokenizer: both
-compute a token mask in microseconds (llguidance median 11 us, xgrammar 3 us) against milliseconds for a
+compute a token mask in microseconds (median: llguidance 9-11 us, xgrammar 2-3 us) against milliseconds for a
 decoding step; xgrammar needs the vocabulary rebuilt by hand for each tokenizer kind, llguidance none.
 
 ``GrammarConstraint`` is a logits processor for ``unimask.generation.generate_stream``: before each step
