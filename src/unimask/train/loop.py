@@ -543,6 +543,18 @@ class Trainer:
         result.eval_loss, result.eval_ppl = loss, ppl
         if metrics is not None:
             metrics.write("eval", self.step, {"loss": loss, "ppl": ppl, "loss_tokens": int(count)})
+            self._draw_curves()
+
+    def _draw_curves(self) -> None:
+        """``loss_curve.png`` from the metrics so far; a picture that fails never stops training."""
+        from unimask.analysis.compute import training_flops
+        from unimask.train.curves import plot_loss_curves
+
+        try:
+            per_token = training_flops(self.model_config, 1.0, self.data_config.seq_len)["per_token"]
+            plot_loss_curves(self.out_dir, per_token, title=f"{self.out_dir.name} ({self.model_config.arch})")
+        except Exception as exc:  # matplotlib missing or broken, a full disk: say so, keep training
+            log.warning("could not draw %s/loss_curve.png: %s", self.out_dir, exc)
 
     def _save(self) -> Path | None:
         """Gather full states (collective) and let rank 0 write ``checkpoint-<step>`` atomically."""
