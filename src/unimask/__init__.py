@@ -10,13 +10,17 @@ from unimask.models import build_model
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "ModelConfig", "UnimaskError", "__version__", "build_model", "from_hf", "load_model", "preset",
-           "to_hf"]
+__all__ = ["PRESETS", "ModelConfig", "TextModel", "UnimaskError", "__version__", "build_model", "from_hf", "load",
+           "load_model", "preset", "to_hf"]
 
 
-def __getattr__(name: str):  # lazy: the Hugging Face converters load only when used
+def __getattr__(name: str):  # lazy: the Hugging Face converters and the text API load only when used
     if name in ("from_hf", "to_hf"):
         from unimask import interop
 
         return getattr(interop, name)
+    if name in ("load", "TextModel"):
+        from unimask import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'unimask' has no attribute '{name}'")
