@@ -39,11 +39,10 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from unimask.api import DEFAULT_OBJECTIVE
 from unimask.errors import UnimaskError
 from unimask.evaluation.formats import ReadingFormat, reading_format
 from unimask.evaluation.scoring import score_pairs
-
-DEFAULT_OBJECTIVE = {"causal": "causal_lm", "prefix": "prefix_lm", "encoder_decoder": "supervised"}
 
 
 def _load(path: str, device: str) -> tuple[Any, Any]:
