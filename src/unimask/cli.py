@@ -19,7 +19,7 @@ from unimask.errors import UnimaskError
 COMMAND_MODULES = (
     "demo", "compare", "report", "tour", "info", "masks", "tokenizer", "data", "objectives", "train", "finetune",
     "convert",
-    "generate", "serve", "params", "rank", "emergence",
+    "generate", "serve", "params", "rank", "emergence", "eval",
 )
 
 
