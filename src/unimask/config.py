@@ -188,6 +188,9 @@ class ModelConfig(_Validated):
     final_logit_softcap: float | None = None  # logits -> c * tanh(logits / c) (Gemma 2/3)
     query_pre_attn_scalar: float | None = None  # attention scale scalar ** -0.5, not head_dim ** -0.5
     encoder_embedding: bool = False  # the encoder has its own token embedding (T5Gemma); else shares the decoder's
+    # an encoder's windowed layers also see the keys exactly sliding_window away (|q - k| <= window: HF's
+    # bidirectional sliding window, T5Gemma's encoder); else |q - k| < window, as on the causal side
+    encoder_window_inclusive: bool = False
 
     def __post_init__(self) -> None:
         self._check_recent_parts()
@@ -283,9 +286,9 @@ class ModelConfig(_Validated):
             if bad or len(set(self.sliding_window_layers)) != len(self.sliding_window_layers):
                 raise ConfigError(f"config field 'sliding_window_layers': {self.sliding_window_layers} must be "
                                   f"distinct layer indices in [0, {depth})")
-        if self.encoder_embedding and self.arch != "encoder_decoder":
-            raise ConfigError(f"config field 'encoder_embedding' is only for arch 'encoder_decoder' (arch is "
-                              f"'{self.arch}')")
+        for name in ("encoder_embedding", "encoder_window_inclusive"):
+            if getattr(self, name) and self.arch != "encoder_decoder":
+                raise ConfigError(f"config field '{name}' is only for arch 'encoder_decoder' (arch is '{self.arch}')")
         if self.norm_unit_offset and self.norm != "rmsnorm":
             raise ConfigError("config field 'norm_unit_offset' needs norm 'rmsnorm'")
         if self.sandwich_norm and (self.norm_position != "pre" or self.parallel_block):
@@ -458,7 +461,7 @@ def _preset_table() -> dict[str, dict[str, Any]]:
                           "encoder_embedding": True, "rope_theta": 10000.0, "query_pre_attn_scalar": 256.0,
                           "attn_softcap": 50.0, "final_logit_softcap": 30.0, "sliding_window": 4096,
                           "sliding_window_layers": list(range(0, 26, 2)), "max_seq_len": 8192,
-                          "decoder_start_token_id": 2}
+                          "encoder_window_inclusive": True, "decoder_start_token_id": 2}
     return p
 
 

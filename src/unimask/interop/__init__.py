@@ -1,14 +1,16 @@
 """Hugging Face interop: import and export LLaMA-family (Mistral, Qwen2, Qwen3), Gemma 3, GLM / GLM-4, GPT-2,
-T5 / Flan-T5 and BART checkpoints.
+T5 / Flan-T5, T5Gemma and BART checkpoints.
 
 ``from_hf(path_or_model)`` reads a transformers model directory (``config.json`` and safetensors weights,
 sharded or not) or an in-memory transformers model and returns the equivalent unimask model;
 ``to_hf(model, directory)`` writes a directory that ``transformers``' ``from_pretrained`` loads with no
 missing or unexpected keys. transformers itself is never needed for either direction.
 
-Each family module (``llama``, ``gpt2``, ``t5``, ``bart``) maps the HF config onto explicit ``ModelConfig``
+Each family module (``llama``, ``gpt2``, ``t5``, ``bart``, ...) maps the HF config onto explicit ``ModelConfig``
 fields and lists its tensors as invertible ``Rule`` objects; the behaviour of the imported model comes only
-from those fields. Export picks the first family whose config round-trips to the same behaviour.
+from those fields; where the tensors decide a field (T5Gemma: one embedding or two), the family also has
+``config_from_tensors`` and names the field in ``TENSOR_FIELDS``. Export picks the first family whose config
+round-trips to the same behaviour.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor
 from unimask.checkpoint import load_state_into, model_state
 from unimask.config import ModelConfig
 from unimask.errors import CheckpointError, ConfigError, UnimaskError
-from unimask.interop import bart, gemma, glm, gpt2, llama, t5
+from unimask.interop import bart, gemma, glm, gpt2, llama, t5, t5gemma
 from unimask.interop.common import (
     DEFAULT_MAX_SHARD_BYTES,
     TensorSource,
@@ -44,10 +46,12 @@ from unimask.models.base import UnimaskLM
 
 log = logging.getLogger(__name__)
 
-FAMILIES: dict[str, ModuleType] = {mt: fam for fam in (llama, gemma, glm, gpt2, t5, bart) for mt in fam.MODEL_TYPES}
-EXPORT_ORDER = ("llama", "qwen2", "qwen3", "gemma3_text", "glm", "glm4", "gpt2", "t5", "bart", "mistral")
+FAMILIES: dict[str, ModuleType] = {mt: fam for fam in (llama, gemma, glm, gpt2, t5, t5gemma, bart)
+                                   for mt in fam.MODEL_TYPES}
+EXPORT_ORDER = ("llama", "qwen2", "qwen3", "gemma3_text", "glm", "glm4", "gpt2", "t5", "t5gemma", "bart", "mistral")
 BASE_PREFIX = {"llama": "model.", "qwen2": "model.", "mistral": "model.", "qwen3": "model.", "gemma3_text": "model.",
-               "glm": "model.", "glm4": "model.", "gpt2": "transformer.", "t5": "", "bart": "model."}
+               "glm": "model.", "glm4": "model.", "gpt2": "transformer.", "t5": "", "t5gemma": "model.",
+               "bart": "model."}
 
 
 def supported() -> str:
@@ -105,6 +109,8 @@ def from_hf(source: str | Path | Any, *, dtype: torch.dtype | str = torch.float3
         if isinstance(exc, UnimaskError) and str(exc).startswith(where):
             raise
         raise ConfigError(f"{where}: {exc}") from None
+    if hasattr(family, "config_from_tensors"):
+        config = family.config_from_tensors(config, tensors)
     model = build_model(config)
     state = import_state(family.rules(config), TensorSource(tensors, where), model_state(model), family.IGNORED)
     load_state_into(model, state, source=where)
@@ -138,6 +144,8 @@ def _convert(model: UnimaskLM, model_type: str, as_causal: bool) -> tuple[dict[s
         raise ConfigError(f"the model is {arch}, {model_type} is {family.ARCH}")
     hf = family.config_to_hf(config, model_type)
     back = family.config_from_hf(json.loads(json.dumps(hf)), config.tie_embeddings, model_type)
+    decided = {k: getattr(config, k) for k in getattr(family, "TENSOR_FIELDS", ())}  # the tensors carry these
+    back = back.replace(**decided) if decided else back
     diff = differences(config, back, as_causal=as_causal)
     if diff:
         raise ConfigError(f"differs in {', '.join(diff)}")

@@ -282,6 +282,8 @@ def behaviour(config: ModelConfig, *, as_causal: bool = False) -> dict[str, Any]
             d["local_rope_theta"] = None
     if c.position != "rope":
         d["rotary_fraction"], d["local_rope_theta"] = 1.0, None
+    if not any(c.windowed_layer(i) for i in range(c.encoder_layers)):
+        d["encoder_window_inclusive"] = False  # no windowed encoder layer: nothing to include
     if as_causal and c.arch == "prefix":
         d["arch"] = "causal"
     return d

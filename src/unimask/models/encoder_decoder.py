@@ -29,7 +29,7 @@ class EncoderDecoderLM(UnimaskLM):
         super().__init__(config)
         if config.encoder_embedding:  # T5Gemma: the encoder reads its own token embedding
             self.encoder_embed = nn.Embedding(config.vocab_size, config.d_model)
-        self.encoder = Stack(config, config.encoder_layers)
+        self.encoder = Stack(config, config.encoder_layers, encoder=True)
         self.decoder = Stack(config, config.n_layers, cross=True, causal_relative=True)
         self.init_weights()
         self.tie_weights()

@@ -79,12 +79,16 @@ class Stack(nn.Module):
 
     The token embedding lives in the LM (shared by encoder, decoder and the output head).
     ``causal_relative``: T5 decoders bucket relative positions one-sidedly, encoders two-sidedly.
+    ``encoder``: the encoder of an encoder-decoder, whose windowed layers see ``|q - k| <= sliding_window``
+    when ``encoder_window_inclusive`` (T5Gemma; HF's bidirectional sliding window), else ``< sliding_window``.
     """
 
     def __init__(self, config: ModelConfig, n_layers: int, *, cross: bool = False,
-                 causal_relative: bool = False) -> None:
+                 causal_relative: bool = False, encoder: bool = False) -> None:
         super().__init__()
         self.config = config
+        inclusive = encoder and config.encoder_window_inclusive and config.sliding_window is not None
+        self.window = (config.sliding_window or 0) + (1 if inclusive else 0)  # window_fn keeps |q - k| < window
         if config.position == "learned":
             self.pos = nn.Embedding(config.max_seq_len + config.learned_pos_offset, config.d_model)
         if config.position in ("rope", "glm2d"):
@@ -131,7 +135,7 @@ class Stack(nn.Module):
         if any(self.windowed):
             if not isinstance(mask, AttentionMask):
                 raise TypeError("sliding-window layers take an AttentionMask (a mask function), not a dense tensor")
-            local_mask = windowed(mask, cfg.sliding_window)  # type: ignore[arg-type]
+            local_mask = windowed(mask, self.window)
         if self.layers:
             first = self.layers[0]
             backend = first.attn.backend
