@@ -11,15 +11,25 @@
       decoder.layers.i.*                    <- decoder.layers.i.*           (the same weights again)
       decoder.layers.i.cross_attn.{q,k,v,o}_proj <- decoder.layers.i.attn.{q,k,v,o}_proj
       decoder.layers.i.cross_norm           <- decoder.layers.i.attn_norm
+      decoder.layers.i.cross_post_norm      <- decoder.layers.i.attn_post_norm   (sandwich norms: Gemma)
       encoder.final_norm, decoder.final_norm <- decoder.final_norm
       embed, lm_head                        <- embed, lm_head (shared)
+      encoder_embed                         <- embed   (when the encoder has its own: encoder_embedding)
 
   Identity (tested): with every cross-attention output projection set to zero, the adapted decoder is
   the source model, so it reproduces its logits exactly. The target may use fewer layers per stack
   (the first ``n`` source layers are used); it must keep the widths.
+
+* export to transformers' T5Gemma (``T5GemmaForConditionalGeneration``): ``t5gemma_target`` gives the
+  encoder-decoder config of a Gemma-2-shaped decoder, ``to_t5gemma`` writes the adapted model, or says in one
+  line which config field and value T5Gemma cannot express (a SwiGLU LLaMA without sandwich norms, a Gemma 3
+  with QK-norm, ...).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -70,9 +80,36 @@ def decoder_to_encoder_decoder(state: dict[str, Tensor], source: ModelConfig, ta
                 for key, value in state.items():
                     if key.startswith(prefix + "attn."):
                         out[f"decoder.layers.{i}.cross_attn.{key[len(prefix + 'attn.'):]}"] = value.clone()
-                    if key.startswith(prefix + "attn_norm."):
-                        out[f"decoder.layers.{i}.cross_norm.{key[len(prefix + 'attn_norm.'):]}"] = value.clone()
+                    for norm, cross in (("attn_norm.", "cross_norm."), ("attn_post_norm.", "cross_post_norm.")):
+                        if key.startswith(prefix + norm):
+                            out[f"decoder.layers.{i}.{cross}{key[len(prefix + norm):]}"] = value.clone()
+    if target.encoder_embedding and "embed.weight" in state:  # T5Gemma: both tables start as the decoder's
+        out["encoder_embed.weight"] = state["embed.weight"].clone()
     return out
 
 
-__all__ = ["check_compatible", "decoder_to_encoder_decoder", "needs_adaptation"]
+def t5gemma_target(source: ModelConfig, **changes: Any) -> ModelConfig:
+    """The encoder-decoder a decoder-only ``source`` adapts to the T5Gemma way: the same widths, an encoder as
+    deep as the decoder, the decoder started from ``bos_token_id`` (T5Gemma's start token), an inclusive encoder
+    window where layers are windowed (T5Gemma's bidirectional window); ``changes`` override any field."""
+    if source.arch not in ("causal", "prefix"):
+        raise ConfigError(f"t5gemma_target: the source must be a decoder-only model (arch is '{source.arch}')")
+    fields: dict[str, Any] = dict(arch="encoder_decoder", n_encoder_layers=source.n_layers,
+                                  encoder_window_inclusive=source.sliding_window is not None)
+    if source.bos_token_id is not None:
+        fields["decoder_start_token_id"] = source.bos_token_id
+    return source.replace(**{**fields, **changes})
+
+
+def to_t5gemma(model: Any, directory: str | Path, *, tokenizer_dir: str | Path | None = None) -> Path:
+    """Write an encoder-decoder (e.g. adapted by ``decoder_to_encoder_decoder``) as a transformers T5Gemma
+    checkpoint; ``ConfigError`` names the first config field (and its value) that T5Gemma cannot express."""
+    from unimask.interop import t5gemma, to_hf
+
+    why = t5gemma.unsupported(model.config)
+    if why:
+        raise ConfigError(f"cannot export this model as T5Gemma: {why}")
+    return to_hf(model, directory, model_type="t5gemma", tokenizer_dir=tokenizer_dir)
+
+
+__all__ = ["check_compatible", "decoder_to_encoder_decoder", "needs_adaptation", "t5gemma_target", "to_t5gemma"]
