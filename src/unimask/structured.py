@@ -105,6 +105,20 @@ def tool_call_schema(tools: list[dict[str, Any]], choice: str | dict[str, Any] =
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
+def closed_schema(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` on every object that leaves it unsaid (OpenAI's strict
+    mode): what validates under the result validates under ``schema``, and a small model cannot wander
+    into keys nobody asked for."""
+    if isinstance(schema, list):
+        return [closed_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed_schema(v) if k not in ("const", "enum", "default", "examples") else v for k, v in schema.items()}
+    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
 def validate_json_schema(instance: Any, schema: dict[str, Any]) -> None:
     """Raise ``GrammarError`` when ``instance`` does not satisfy ``schema`` (jsonschema, for tests and checks)."""
     import jsonschema

@@ -165,14 +165,17 @@ def test_tool_calls_streamed_and_not(client: openai.OpenAI) -> None:
     assert len(calls) == 1 and calls[0].function.name in by_name
     jsonschema.validate(json.loads(calls[0].function.arguments), by_name[calls[0].function.name])
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
-    # a tool result in the history is read as text; the answer is again a call here (tools still bound)
+    # after a tool's result, "auto" answers in text (one call per user turn); "required" calls again
     history = [{"role": "user", "content": "Weather?"},
                {"role": "assistant", "content": None, "tool_calls": [
                    {"id": "call_1", "type": "function", "function": {"name": "get_weather",
                                                                      "arguments": "{\"city\": \"Oslo\"}"}}]},
                {"role": "tool", "tool_call_id": "call_1", "content": "cold"}]
     again = client.chat.completions.create(model="tiny", messages=history, tools=TOOLS[:1], max_tokens=24)
-    assert again.choices[0].finish_reason in ("tool_calls", "length")  # the tiny context leaves few tokens
+    assert again.choices[0].message.tool_calls is None and isinstance(again.choices[0].message.content, str)
+    forced = client.chat.completions.create(model="tiny", messages=history, tools=TOOLS[:1], max_tokens=24,
+                                            tool_choice="required")
+    assert forced.choices[0].finish_reason in ("tool_calls", "length")  # the tiny context leaves few tokens
 
 
 def test_embeddings_same_across_batches_and_encodings(client: openai.OpenAI, engine: LoadedModel) -> None:

@@ -71,6 +71,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unimask.serving.engine import Chunk, LoadedModel, SamplingParams
+from unimask.structured import closed_schema
 
 _ROLE = {"system": "system", "human": "user", "user": "user", "ai": "assistant", "assistant": "assistant",
          "tool": "tool"}
@@ -240,19 +241,6 @@ def _messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 
 # Grammars ------------------------------------------------------------------------------------------------
-def _closed(schema: Any) -> Any:
-    """``schema`` with ``additionalProperties: false`` on every object that leaves it unsaid (OpenAI's strict
-    mode): what validates under the result validates under ``schema``."""
-    if isinstance(schema, list):
-        return [_closed(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _closed(v) if k not in ("const", "enum", "default", "examples") else v for k, v in schema.items()}
-    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
-        out["additionalProperties"] = False
-    return out
-
-
 def _tool_name(choice: Any) -> str | None:
     if isinstance(choice, dict):
         return (choice.get("function") or {}).get("name") or choice.get("name")
@@ -391,7 +379,7 @@ class ChatUnimask(_UnimaskParams, BaseChatModel):
         strict = kwargs.pop("strict", None)
         kwargs.pop("parallel_tool_calls", None)  # one call per reply
         response_format = kwargs.pop("response_format", None)
-        close = (lambda s: s) if strict is False else _closed
+        close = (lambda s: s) if strict is False else closed_schema
         if tools and choice != "none":
             if choice in (None, "auto") and messages and isinstance(messages[-1], ToolMessage):
                 return None, False  # "auto": a tool's result is answered in text

@@ -309,7 +309,7 @@ def create_app(engine: LoadedModel, limits: ServerLimits | None = None) -> FastA
         req = await _parse(request, ChatRequest, limits)
         messages = _chat_messages(req)
         grammar, tool_mode = _format_grammar(req.response_format), False
-        if req.tools and req.tool_choice != "none":
+        if _calls_tools(req):
             if grammar is not None:
                 raise APIError(400, "give either tools or a JSON response_format, not both", param="tools")
             grammar, tool_mode = _tool_grammar(req.tools, req.tool_choice), True
@@ -564,7 +564,7 @@ def _collect(chunks: Iterator[Chunk], n: int) -> list[Chunk]:
 # Structured output, tools, log-probabilities, embeddings ----------------------------------------------------
 def _format_grammar(response_format: dict[str, Any] | None) -> str | None:
     """The grammar of OpenAI's ``response_format`` (``text``: none; ``json_object``; ``json_schema``)."""
-    from unimask.structured import GrammarError, json_grammar
+    from unimask.structured import GrammarError, closed_schema, json_grammar
 
     if not response_format or response_format.get("type", "text") == "text":
         return None
@@ -577,7 +577,8 @@ def _format_grammar(response_format: dict[str, Any] | None) -> str | None:
             if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
                 raise APIError(400, "response_format.json_schema must be {'name': ..., 'schema': {...}}",
                                param="response_format")
-            return json_grammar(spec.get("schema") or {})
+            schema = spec.get("schema") or {}
+            return json_grammar(closed_schema(schema))  # closed even when not strict: still valid under it
     except GrammarError as exc:
         raise APIError(400, f"response_format: {exc}", param="response_format") from None
     raise APIError(400, f"response_format.type must be text, json_object or json_schema, got {kind!r}",
@@ -585,13 +586,14 @@ def _format_grammar(response_format: dict[str, Any] | None) -> str | None:
 
 
 def _tool_grammar(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None) -> str:
-    from unimask.structured import GrammarError, json_grammar, tool_call_schema
+    from unimask.structured import GrammarError, closed_schema, json_grammar, tool_call_schema
 
     if isinstance(choice, str) and choice not in ("auto", "required", "none"):
         raise APIError(400, f"tool_choice must be auto, required, none or a function, got {choice!r}",
                        param="tool_choice")
-    try:  # "auto" decodes a call too: a grammar-bound small model cannot judge when not to call
-        return json_grammar(tool_call_schema(tools, choice if isinstance(choice, dict) else "required"))
+    try:  # "auto" decodes a call too (see _calls_tools): a grammar-bound small model cannot judge when
+        schema = tool_call_schema(tools, choice if isinstance(choice, dict) else "required")
+        return json_grammar(closed_schema(schema))  # closed objects (OpenAI's strict mode), always valid
     except GrammarError as exc:
         raise APIError(400, str(exc), param="tools") from None
 
@@ -607,20 +609,26 @@ def _tools_prompt(tools: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _chat_messages(req: ChatRequest) -> list[dict[str, str]]:
-    """The request's messages as the chat template reads them: tool results and earlier tool calls as text."""
-    out = []
+def _chat_messages(req: ChatRequest) -> list[dict[str, Any]]:
+    """The request's messages as the chat template reads them (``serving.chat``: tool calls and tool
+    results included)."""
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(req.messages):
-        text = _text(m.content, i)
-        if m.role == "tool":
-            out.append({"role": "user", "content": f"Tool result ({m.name or m.tool_call_id or 'tool'}): {text}"})
-        elif m.role == "assistant" and m.tool_calls:
-            calls = [{"name": (c.get("function") or {}).get("name"),
-                      "arguments": (c.get("function") or {}).get("arguments")} for c in m.tool_calls]
-            out.append({"role": "assistant", "content": (text + " " if text else "") + json.dumps(calls)})
-        else:
-            out.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+        message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                                   "content": _text(m.content, i)}
+        if m.role == "assistant" and m.tool_calls:
+            message["tool_calls"] = m.tool_calls
+        out.append(message)
     return out
+
+
+def _calls_tools(req: ChatRequest) -> bool:
+    """Whether this reply is a tool call: tools given and not ``"none"``; with ``"auto"`` (or no choice)
+    the reply after a tool's result is text, so an agent loop calls once per user turn, then answers (the
+    same rule as ``ChatUnimask``)."""
+    if not req.tools or req.tool_choice == "none":
+        return False
+    return not (req.tool_choice in (None, "auto") and req.messages[-1].role == "tool")
 
 
 def _reply(text: str, reason: str, tool_mode: bool) -> tuple[dict[str, Any], str]:

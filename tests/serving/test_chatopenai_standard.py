@@ -1,0 +1,83 @@
+"""LangChain's standard integration suite for ``langchain-openai``'s ``ChatOpenAI`` pointed at a live
+``unimask serve`` (uvicorn on a loopback port), with each capability flag set to what the server truly
+supports. The model is the tiny chat model the ChatUnimask suite trains (``test_langchain_standard``);
+what stays beyond such a model is xfailed narrowly with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("langchain_openai")
+
+from langchain_core.exceptions import OutputParserException  # noqa: E402
+from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_openai import ChatOpenAI  # noqa: E402
+from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402
+from test_langchain_standard import BY_KEYS, COPY, UNICODE, train_chat_model  # noqa: E402
+
+from unimask.serving import LoadedModel  # noqa: E402
+from unimask.serving.app import ServerLimits, create_app  # noqa: E402
+
+pytestmark = [pytest.mark.asyncio,
+              pytest.mark.filterwarnings("ignore:The test <Function .* is marked with '@pytest.mark.asyncio'")]
+_URL: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def live_server(tmp_path_factory: pytest.TempPathFactory, server_class: type) -> Any:
+    # a longer context (RoPE): ChatOpenAI's few-shot and tool prompts run to a few hundred of its tokens
+    directory = train_chat_model(tmp_path_factory.mktemp("openai-standard") / "tiny-chat", max_seq_len=1024)
+    engine = LoadedModel.load(directory, name="tiny-chat")
+    with server_class(create_app(engine, ServerLimits(max_tokens=128, max_concurrent=4, max_queue=64))) as s:
+        _URL["url"] = s.url
+        yield s
+
+
+class TestChatOpenAIAgainstUnimask(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatOpenAI
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        # a fresh async client per model: langchain-openai's shared default one outlives each test's event loop
+        return {"model": "tiny-chat", "base_url": _URL["url"] + "/v1", "api_key": "unused", "max_retries": 0,
+                "timeout": 60, "max_tokens": 128, "temperature": 0, "stream_usage": True,
+                "http_async_client": httpx.AsyncClient(timeout=60)}
+
+    has_tool_calling = True
+    has_tool_choice = True
+    has_structured_output = True
+    structured_output_kwargs = {"method": "json_schema"}
+    supports_json_mode = True
+    returns_usage_metadata = True
+    supports_model_override = False  # one model per server
+    supports_image_inputs = False
+    supports_image_urls = False
+    supports_image_tool_message = False
+    supports_pdf_inputs = False
+    supports_pdf_tool_message = False
+    supports_audio_inputs = False
+    supports_video_inputs = False
+    supports_anthropic_inputs = False
+
+    @pytest.mark.xfail(reason=COPY, raises=AssertionError)
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_tool_calling(self, model: BaseChatModel) -> None:
+        super().test_tool_calling(model)
+
+    @pytest.mark.xfail(reason=COPY, raises=AssertionError)
+    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(reason=BY_KEYS, raises=OutputParserException)
+    def test_json_mode(self, model: BaseChatModel) -> None:
+        super().test_json_mode(model)
+
+    @pytest.mark.xfail(reason=UNICODE, raises=AssertionError)
+    def test_unicode_tool_call_integration(self, model: BaseChatModel, *, tool_choice: str | None = None,
+                                           force_tool_call: bool = True) -> None:
+        super().test_unicode_tool_call_integration(model, tool_choice=tool_choice, force_tool_call=force_tool_call)
