@@ -85,7 +85,8 @@ def window_fn(window: int, offset: int = 0) -> MaskFn:
     """Keys less than ``window`` positions from the query (absolute position ``q + offset``), on either side:
     with ``causal_fn`` the query and the ``window - 1`` keys before it (sliding-window attention: Child et
     al. 2019, Beltagy et al. 2020; Mistral, Qwen2, Gemma 2/3; HF ``sliding_window_overlay``), in an encoder
-    or a prefix the keys within ``window - 1`` on both sides (HF's bidirectional sliding window)."""
+    or a prefix the keys within ``window - 1`` on both sides. transformers' T5Gemma encoder keeps keys up to
+    ``window`` away (inclusive); ``ModelConfig.encoder_window_inclusive`` selects that for imported models."""
 
     def fn(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
         distance = q + offset - kv
