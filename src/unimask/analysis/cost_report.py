@@ -97,7 +97,24 @@ def render_table(est: Estimate, config: ModelConfig) -> str:
               _row("cost", f"${_num(r['cost_usd'])}", f"at ${r['price_per_hour']:.2f} per accelerator-hour"),
               _row("energy", _scaled(r["energy_kwh"], "kWh", "MWh"), f"{r['power_w']:.0f} W each, PUE {s.pue}"),
               _row("emissions", _scaled(r["co2_kg"], "kg CO2e", "t CO2e"), f"{s.grid_gco2_per_kwh:.0f} gCO2e/kWh")]
+    lines += ["Assumptions behind time, cost, energy and CO2 (estimates, not measurements; change them with the "
+              "options named)"] + [f"  {line}" for line in assumptions(est)]
     return "\n".join(lines)
+
+
+def assumptions(est: Estimate) -> list[str]:
+    """The inputs the run estimate rests on, each with the ``unimask params`` option that changes it."""
+    s, r = est.setup, est.run
+    acc = ACCELERATORS[s.accelerator]
+    tokens = (f"{est.tokens:.3g} training tokens = 20 per parameter, compute-optimal (Hoffmann et al. 2022)"
+              if s.tokens is None else f"{est.tokens:.3g} training tokens")
+    price = "" if s.price_per_hour is not None else ", an assumed cloud price"
+    return [f"{tokens}  [--tokens]",
+            f"{s.count} x {acc.name}, peak {r['peak_flops']:.3g} FLOP/s each  [--count, --accelerator, --peak-flops]",
+            f"{s.mfu:.0%} model FLOPs utilisation  [--mfu]",
+            f"${r['price_per_hour']:.2f} per accelerator-hour{price}  [--price-per-hour]",
+            f"{r['power_w']:.0f} W per accelerator, PUE {s.pue}, grid {s.grid_gco2_per_kwh:.0f} gCO2e/kWh "
+            "(Patterson et al. 2021)  [--power-w, --pue, --grid]"]
 
 
 def plot_estimate(est: Estimate, path: Path) -> Path:

@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert Hugging Face checkpoints (LLaMA, Mistral, Qwen2, GPT-2, T5, BART) "
                                        "to unimask and back")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from-hf", metavar="DIR", help="a Hugging Face model directory to import")
-    src.add_argument("--to-hf", metavar="DIR", help="a unimask checkpoint directory to export")
+    src.add_argument("--from-hf", metavar="DIR",
+                     help="a Hugging Face model directory to import (this or --to-hf is required)")
+    src.add_argument("--to-hf", metavar="DIR",
+                     help="a unimask checkpoint directory to export (this or --from-hf is required)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must be new or empty)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="import: dtype of the unimask weights ('auto' keeps the checkpoint's; default float32)")

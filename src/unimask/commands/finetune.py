@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chat-template", choices=["auto", "plain", "hf"], default="auto",
                    help="auto: the model's Hugging Face chat template when it has one, else the plain one")
     p.add_argument("--arch", choices=["causal", "prefix", "encoder_decoder"],
-                   help="adapt to another family first (decoder -> encoder-decoder: T5Gemma-style)")
+                   help="adapt to another family first (decoder -> encoder-decoder: T5Gemma-style; default: keep the "
+                        "model's family)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps (default: 200)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3; LoRA: 5e-3)")
     p.add_argument("--batch-size", type=int, default=16, help="rows per step (default: 16)")

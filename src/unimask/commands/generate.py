@@ -24,14 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--model", required=True, help="model directory: config.json, model.safetensors, tokenizer.json")
     p.add_argument("--prompt", action="append", default=[], help="a prompt ('-' = stdin); repeat for a batch")
-    p.add_argument("--prompt-file", help="file with one prompt per line ('-' = stdin)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--prompt-file", help="file with one prompt per line ('-' = stdin; default: none)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="most new tokens per prompt")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="tokens already present lose probability (CTRL, Keskar et al. 2019; 1 = off)")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable; not printed)")
-    p.add_argument("--seed", type=int, default=None, help="seed for sampling (same seed, same text)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed for sampling (same seed, same text; default: unseeded, each run differs)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="prompts decoded together; a single prompt is streamed token by token")
     p.add_argument("--no-stream", action="store_true", help="print each completion only when it is finished")
@@ -39,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--echo", action="store_true", help="print the prompt before its completion")
     p.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
                    help="put BOS in front of each prompt (default: yes for a causal decoder, as causal_lm trains)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
     p.set_defaults(func=run)
 
 

@@ -7,18 +7,20 @@ from pathlib import Path
 
 from unimask.errors import UnimaskError
 
+DEFAULT_OUT = "out/masks/masks.png"  # analysis output goes under out/, as the README says
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("masks", help="show the three families' attention masks (terminal and PNG)")
     p.add_argument("--source-len", type=int, default=4, help="length of the input (source / prefix)")
     p.add_argument("--target-len", type=int, default=3, help="length of the output (target)")
-    p.add_argument("--out", default="masks.png", help="PNG file to write ('' for none)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="PNG file (or a folder for masks.png) to write ('' for none)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from unimask.analysis.mask_plots import mask_text, plot_masks
-    from unimask.data.cache import check_writable
+    from unimask.data.cache import check_writable, ensure_dir
 
     if args.source_len <= 0 or args.target_len <= 0:
         raise UnimaskError("--source-len and --target-len must be positive")
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(out.parent, "folder of --out")
     print(mask_text(args.source_len, args.target_len))
     if out is not None:
+        ensure_dir(out.parent, "folder of --out")
         try:
             path = plot_masks(args.source_len, args.target_len, out)
         except OSError as exc:

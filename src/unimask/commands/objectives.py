@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "or a JSON settings object")
     show.add_argument("--arch", default="prefix", choices=("causal", "prefix", "encoder_decoder"),
                       help="family layout to show (default: prefix)")
-    show.add_argument("--seed", type=seed, default=0)
+    show.add_argument("--seed", type=seed, default=0, help="seed of the objective's random choices (spans, modes)")
     show.add_argument("--tokenizer", default=None, help="tokenizer.json or its directory (default: built-in)")
     show.set_defaults(func=run_show)
     lst = osub.add_parser("list", help="list the objectives and their default settings")

@@ -49,12 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-len", type=int, default=None, help="encoder-decoder target length (default seq/4)")
     p.add_argument("--batch-size", type=int, default=1, help="micro-batch per accelerator, for activations")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="bf16", help="weight/activation dtype")
-    p.add_argument("--accelerator", choices=sorted(ACCELERATORS), default="a100")
+    p.add_argument("--accelerator", choices=sorted(ACCELERATORS), default="a100",
+                   help="accelerator model: its peak FLOP/s, power and price")
     p.add_argument("--count", type=int, default=8, help="number of accelerators")
     p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation (0-1)")
-    p.add_argument("--peak-flops", type=parse_amount, default=None, help="override peak FLOP/s per accelerator")
-    p.add_argument("--power-w", type=float, default=None, help="override power per accelerator (W)")
-    p.add_argument("--price-per-hour", type=float, default=None, help="USD per accelerator-hour")
+    p.add_argument("--peak-flops", type=parse_amount, default=None,
+                   help="override peak FLOP/s per accelerator (default: the --accelerator's)")
+    p.add_argument("--power-w", type=float, default=None,
+                   help="override power per accelerator in W (default: the --accelerator's)")
+    p.add_argument("--price-per-hour", type=float, default=None,
+                   help="USD per accelerator-hour (default: the --accelerator's cloud price)")
     p.add_argument("--pue", type=float, default=1.1, help="datacenter power usage effectiveness")
     p.add_argument("--grid", type=float, default=429.0, help="grid intensity, gCO2e per kWh")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -130,7 +134,7 @@ def _check_out(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from unimask.analysis.compute import Setup, estimate
-    from unimask.analysis.cost_report import plot_estimate, render_table
+    from unimask.analysis.cost_report import assumptions, plot_estimate, render_table
 
     if args.out:
         _check_out(Path(args.out))
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
                   price_per_hour=args.price_per_hour, pue=args.pue, grid_gco2_per_kwh=args.grid)
     est = estimate(config, setup, name=name)
     if args.json:
-        print(json.dumps(est.as_dict(), indent=2))
+        print(json.dumps({**est.as_dict(), "assumptions": assumptions(est)}, indent=2))
     else:
         print(render_table(est, config))
     if args.out:

@@ -21,11 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "mask (an encoder-decoder: its decoder and encoder) and measures every "
                                    "layer's and head's attention probability matrix.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="checkpoint directory (config.json + model.safetensors)")
+    src.add_argument("--model", help="checkpoint directory (config.json + model.safetensors; default: a --preset)")
     src.add_argument("--preset", help="preset name, randomly initialised (default: tiny-causal)")
     p.add_argument("--seq-len", type=int, default=32, help="tokens per input sequence (T)")
     p.add_argument("--batch", type=int, default=2, help="number of random input sequences")
-    p.add_argument("--text", default=None, help="analyse this text instead of random tokens (needs a tokenizer)")
+    p.add_argument("--text", default=None,
+                   help="analyse this text instead of random tokens (needs a tokenizer; default: random tokens)")
     p.add_argument("--seed", type=seed, default=0, help="seed for the random init and the random inputs")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative SVD tolerance for the numerical rank (default: T x float32 eps)")

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--model", required=True, help="model directory: config.json, model.safetensors, tokenizer.json")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--name", help="model name in the API (default: the directory's name)")
     p.add_argument("--max-tokens", type=int, default=512, help="most new tokens one request may ask for")
     p.add_argument("--max-concurrent", type=int, default=4, help="requests generating at once")
@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="require 'Authorization: Bearer KEY' (default $UNIMASK_API_KEY; none = open)")
     p.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
                    help="put BOS in front of each prompt (default: yes for a causal decoder, as causal_lm trains)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level")
     p.set_defaults(func=run)
 
 

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("tour", help="masks, a forward pass and cached generation for each family")
     p.add_argument("--out", default="out/tour", help="folder for the figure and checkpoints")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random models and their sampling")
     p.set_defaults(func=run)
 
 

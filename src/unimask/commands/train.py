@@ -19,6 +19,38 @@ def shipped_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(root.glob("*.yaml"))}
 
 
+def config_path(name: str) -> Path:
+    """The run config ``name`` names: a YAML file, or a shipped config by name. Neither is one line listing the
+    shipped configs, with the closest name when there is one (``tiny-casual`` -> ``tiny-causal``)."""
+    import difflib
+
+    from unimask.errors import ConfigError
+
+    path = Path(name)
+    shipped = shipped_configs()
+    if path.is_file() or path.is_dir():
+        return path  # a directory is refused by the loader, naming it
+    if name in shipped:
+        return shipped[name]
+    close = difflib.get_close_matches(name, shipped, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(f"--config {name}: no such run config file and no shipped config of that name; {hint}"
+                      f"shipped: {', '.join(shipped)} (or give the path of a YAML file)")
+
+
+def refuse_used_out_dir(out: Path, overwrite: bool) -> None:
+    """A new run never lands in a folder that holds something: one line naming the ways on (``--resume``,
+    ``--out-dir``, ``--overwrite``), before anything is written (under torchrun too)."""
+    from unimask.errors import ConfigError
+
+    if overwrite or not out.is_dir():
+        return  # a file in the way, or an unwritable parent, is the trainer's to refuse
+    entries = sorted(p.name for p in out.iterdir())
+    if entries:
+        raise ConfigError(f"out_dir {out} is not empty ({len(entries)} entries, e.g. '{entries[0]}'); continue it "
+                          "with --resume, choose another --out-dir, or pass --overwrite to replace it")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (any family, any objective; resumable; DDP/FSDP2 under torchrun)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,9 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a field, dotted keys reach into sections (optimizer.lr=3e-4, data.seq_len=64)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="DIR",
                    help="continue from the newest checkpoint in out_dir that verifies (broken newer ones are "
-                        "moved aside), or from DIR (a checkpoint or run dir); a finished run exits 0")
-    p.add_argument("--out-dir", help="shortcut for --set out_dir=DIR")
-    p.add_argument("--parallel", choices=["none", "ddp", "fsdp2"], help="shortcut for --set parallel=...")
+                        "moved aside), or from DIR (a checkpoint or run dir); a finished run exits 0 (default: "
+                        "start a new run)")
+    p.add_argument("--out-dir",
+                   help="shortcut for --set out_dir=DIR (default: the run config's out_dir, runs/<config>)")
+    p.add_argument("--parallel", choices=["none", "ddp", "fsdp2"],
+                   help="shortcut for --set parallel=... (default: the run config's, none)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in out_dir")
     p.add_argument("--loss-on-all-tokens", action="store_true",
                    help="causal decoders: loss on the source tokens too (shortcut for --set "
@@ -42,9 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from unimask.train import TrainConfig, train
 
-    path = Path(args.config)
-    if not path.is_file() and args.config in shipped_configs():
-        path = shipped_configs()[args.config]
+    path = config_path(args.config)
     overrides = list(args.overrides)
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
@@ -57,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("progress=false")
     config = TrainConfig.load(path, overrides)
+    if args.resume is None:
+        refuse_used_out_dir(Path(config.out_dir), config.overwrite)
     result = train(config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
