@@ -36,6 +36,7 @@ from unimask.models import build_model
 from unimask.train import checkpoint as ckpt
 from unimask.train import distributed as D
 from unimask.train.config import TrainConfig
+from unimask.train.curves import CURVE
 from unimask.train.metrics import METRICS, TENSORBOARD, MetricsLog, Progress
 from unimask.train.numerics import Anomaly, NumericsGuard, weights_problem
 from unimask.train.optim import Schedule, build_optimizer
@@ -352,7 +353,7 @@ class Trainer:
             log.warning("resume: skipped %s (%s); moved it to %s", path.name, why, moved.name)
         if self.config.overwrite and not self.resumed and out.is_dir():
             ours = [path for _, path in ckpt.list_checkpoints(out)]
-            ours += [out / name for name in (METRICS, "config.yaml", TENSORBOARD) if (out / name).exists()]
+            ours += [out / name for name in (METRICS, "config.yaml", TENSORBOARD, CURVE) if (out / name).exists()]
             ours += sorted(out.glob("config-resume-*.yaml"))
             if ours:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
