@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,11 +185,16 @@ class Tokenizer:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, *, min_frequency: int = 2,
-                    n_sentinels: int = N_SENTINELS) -> Tokenizer:
+                    n_sentinels: int = N_SENTINELS, whole_chars: int = 0) -> Tokenizer:
     """Train a byte-level BPE tokenizer (GPT-2 style) with unimask's special tokens.
 
-    ``vocab_size`` counts everything (the 11 base specials, 256 bytes, merges and ``n_sentinels``
-    sentinels); a small corpus may give fewer merges, hence a smaller vocabulary.
+    ``vocab_size`` counts everything (the 11 base specials, 256 bytes, merges, ``whole_chars`` and
+    ``n_sentinels`` sentinels); a small corpus may give fewer merges, hence a smaller vocabulary.
+
+    ``whole_chars`` (for Chinese, Japanese and other large scripts): the most frequent non-ASCII characters
+    of the corpus (at least ``min_frequency`` times), up to that many, each become one token of its own, so
+    a Chinese character is one token and never three byte tokens; rarer characters still fall back to
+    bytes, so every string still round-trips exactly.
     """
     from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
     from tokenizers import Tokenizer as HFTokenizer
@@ -200,22 +206,33 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, 
     backend = HFTokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
+    if whole_chars < 0:
+        raise DataError(f"--whole-chars must be 0 or more, got {whole_chars}")
+    if vocab_size - whole_chars < floor:
+        raise DataError(f"--vocab-size {vocab_size} leaves no room for {whole_chars} whole characters; raise it to "
+                        f"at least {floor + whole_chars}")
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - n_sentinels, min_frequency=min_frequency, show_progress=False,
+        vocab_size=vocab_size - n_sentinels - whole_chars, min_frequency=min_frequency, show_progress=False,
         special_tokens=[AddedToken(t, special=True, normalized=False) for t in BASE_SPECIALS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     seen = [False]
+    counts: Counter[str] = Counter()
 
     def stream() -> Iterable[str]:
         for text in texts:
             if text:
                 seen[0] = True
+                if whole_chars:
+                    counts.update(ch for ch in text if ord(ch) > 127 and not ch.isspace())
                 yield text
 
     backend.train_from_iterator(stream(), trainer=trainer)
     if not seen[0]:
         raise DataError("cannot train a tokenizer on an empty corpus; give it some text")
+    if whole_chars:  # before the sentinels, which stay on top
+        chars = [ch for ch, n in counts.most_common() if n >= min_frequency][:whole_chars]
+        backend.add_tokens([AddedToken(ch, normalized=False, single_word=False) for ch in chars])
     # Sentinels last, <extra_id_0> on top: add them from the highest index down.
     backend.add_special_tokens([AddedToken(sentinel(i), special=True, normalized=False)
                                 for i in reversed(range(n_sentinels))])
