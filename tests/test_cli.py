@@ -114,3 +114,61 @@ def test_masks_figure_path_is_checked_and_reported(tmp_path: Path, capsys: pytes
     assert (tmp_path / "masks.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["masks", "--out", str(tmp_path / "figure")]) == 2  # matplotlib would silently add .png
     assert ".png" in capsys.readouterr().err and not list(tmp_path.glob("figure*"))
+
+
+def _all_options():
+    import argparse
+
+    from unimask.cli import build_parser
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(sub, f"{name} {sub_name}")
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield name, parser, action
+    return list(walk(build_parser(), "unimask"))
+
+
+def test_every_option_has_help_with_its_default() -> None:
+    """`unimask CMD --help` explains every option and states its default (in words where it is not a value)."""
+    missing = []
+    for name, parser, action in _all_options():
+        text = parser._get_formatter()._get_help_string(action) if action.help else ""
+        flag = action.nargs == 0 or action.default == []  # a flag, or a repeatable option (none by default)
+        if not text or (action.option_strings and not flag and not action.required and "default" not in text
+                        and "required" not in text):
+            missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}: {text!r}")
+    assert not missing, "\n".join(missing)
+    assert "(default: 64)" in subprocess.run([sys.executable, "-m", "unimask", "generate", "--help"],
+                                             capture_output=True, text=True).stdout.replace("\n", " ")
+
+
+def test_misspelt_run_config_lists_the_shipped_ones(tmp_path: Path) -> None:
+    res = run_cli("train", "--config", "tiny-casual", cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "did you mean 'tiny-causal'?" in res.stderr and "tiny-prefix" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_used_out_dir_names_overwrite_and_is_left_alone(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "tiny-causal"
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    res = run_cli("train", "--config", "tiny-causal", cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--overwrite" in res.stderr and "--set overwrite" not in res.stderr
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
+
+
+def test_masks_default_under_out(tmp_path: Path) -> None:
+    res = run_cli("masks", cwd=tmp_path)
+    assert res.returncode == 0
+    assert (tmp_path / "out" / "masks" / "masks.png").is_file() and not (tmp_path / "masks.png").exists()
+
+
+def test_params_prints_its_assumptions(capsys: pytest.CaptureFixture) -> None:
+    assert main(["params", "llama-7b", "--out", ""]) == 0
+    text = capsys.readouterr().out
+    assert "Assumptions" in text and "20 per parameter" in text and "--mfu" in text and "$2.00" in text

@@ -1,7 +1,16 @@
-"""Where unimask keeps files it can rebuild (the default tokenizer, the built-in corpus).
+"""Where unimask keeps files it can rebuild.
 
-The directory is ``$UNIMASK_CACHE`` if set, else ``~/.cache/unimask``. Files are written atomically (a
-temporary file renamed into place), so two processes building the same entry never see half a file.
+The directory is ``$UNIMASK_CACHE`` if set, else ``~/.cache/unimask``. It holds:
+
+- ``builtin-corpus-<python>-v1.txt``: the built-in English corpus (standard-library docstrings, ~1.5 MB);
+- ``tokenizer-builtin-*/tokenizer.json``: the default BPE tokenizer trained on it;
+- ``prepared/<key>/``: corpora tokenized into shards for training, keyed by their files and tokenizer;
+- ``studies/<key>/``: the comparison study's corpus and tokenizer;
+- ``converted/<key>/``: Hugging Face checkpoints converted once for ``unimask finetune``.
+
+Every entry is rebuilt when missing, so deleting the directory (``rm -rf ~/.cache/unimask``) is always
+safe; set ``UNIMASK_CACHE`` to keep it elsewhere. Files are written atomically (a temporary file renamed
+into place), so two processes building the same entry never see half a file.
 """
 
 from __future__ import annotations
