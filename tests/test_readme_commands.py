@@ -61,6 +61,8 @@ SHORTER: dict[str, list[str]] = {
     "--out-dir runs/ft-hf": ["--steps", "2", "--no-progress"],
     "unimask finetune --model runs/tiny-causal --data pairs.jsonl --arch encoder_decoder --out-dir runs/ft-t5gemma":
         ["--steps", "2", "--no-progress"],
+    "unimask train --config tiny-causal --set data.path=zh.txt --set data.tokenizer=tok-zh/tokenizer.json "
+    "--set steps=30 --out-dir runs/zh": ["--no-progress"],
     "unimask emergence sweep": ["--widths", "8,16", "--steps", "2", "--train-examples", "64", "--test-examples", "8",
                                 "--no-progress"],
 }
@@ -171,6 +173,8 @@ def _fixtures(cwd: Path) -> None:
     for name in ("hf-llama", "llama"):  # `--from-hf path/to/llama`, `finetune --model path/to/hf-llama`
         to_hf(model, cwd / "path" / "to" / name, model_type="llama", tokenizer_dir=cwd / "base")
     (cwd / "my.yaml").write_text("base: smoke\n", encoding="utf-8")
+    zh = "大型语言模型的三种架构：因果解码器、前缀解码器和编码器解码器。注意力掩码决定了模型的家族。"
+    (cwd / "zh.txt").write_text("\n".join([zh] * 200) + "\n", encoding="utf-8")
 
 
 def _run(words: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

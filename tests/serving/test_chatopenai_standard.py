@@ -12,14 +12,14 @@ import pytest
 
 pytest.importorskip("langchain_openai")
 
-from langchain_core.exceptions import OutputParserException  # noqa: E402
-from langchain_core.language_models import BaseChatModel  # noqa: E402
-from langchain_openai import ChatOpenAI  # noqa: E402
-from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402
-from test_langchain_standard import BY_KEYS, COPY, UNICODE, train_chat_model  # noqa: E402
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from test_langchain_standard import BY_KEYS, COPY, UNICODE, train_chat_model
 
-from unimask.serving import LoadedModel  # noqa: E402
-from unimask.serving.app import ServerLimits, create_app  # noqa: E402
+from unimask.serving import LoadedModel
+from unimask.serving.app import ServerLimits, create_app
 
 pytestmark = [pytest.mark.asyncio,
               pytest.mark.filterwarnings("ignore:The test <Function .* is marked with '@pytest.mark.asyncio'")]
@@ -51,7 +51,10 @@ class TestChatOpenAIAgainstUnimask(ChatModelIntegrationTests):
     has_tool_calling = True
     has_tool_choice = True
     has_structured_output = True
-    structured_output_kwargs = {"method": "json_schema"}
+    @property
+    def structured_output_kwargs(self) -> dict[str, Any]:
+        return {"method": "json_schema"}
+
     supports_json_mode = True
     returns_usage_metadata = True
     supports_model_override = False  # one model per server

@@ -66,7 +66,8 @@ def train_chat_model(directory: Path, steps: int = 300, seed: int = 0, max_seq_l
     rng = random.Random(seed)
     data = [_transcript(rng) for _ in range(3000)]
     tok = train_tokenizer(["\n".join(p + r for p, r in data[:500])], vocab_size=420)
-    config = unimask.preset("tiny-causal", max_seq_len=max_seq_len, vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, bos_token_id=tok.bos_id,
+    config = unimask.preset("tiny-causal", max_seq_len=max_seq_len,
+                            vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, bos_token_id=tok.bos_id,
                             eos_token_id=tok.eos_id, d_model=32, n_layers=1, d_ff=96, n_heads=2, n_kv_heads=1)
     torch.manual_seed(seed)
     model = unimask.build_model(config)

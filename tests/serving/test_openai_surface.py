@@ -68,7 +68,7 @@ def test_completion_logprobs_equal_log_softmax_of_the_logits(client: openai.Open
     want = _teacher_forced_logprobs(engine, prompt_ids, new_ids)
     assert lp.token_logprobs == pytest.approx(want.tolist(), abs=1e-5)
     assert "".join(lp.tokens) == r.choices[0].text
-    for chosen, top, value in zip(lp.tokens, lp.top_logprobs, lp.token_logprobs):
+    for top, value in zip(lp.top_logprobs, lp.token_logprobs):
         # greedy: the chosen token is the top one (tokens that print alike share a key, as in OpenAI's format)
         assert 1 <= len(top) <= 3 and max(top.values()) == pytest.approx(value, abs=1e-6)
     assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)

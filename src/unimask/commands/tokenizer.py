@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = tsub.add_parser("train", help="train on a corpus ('builtin' = the built-in English text)")
     t.add_argument("--input", default="builtin", help="text file/folder, JSONL or Parquet, or 'builtin'")
     t.add_argument("--vocab-size", type=int, default=4096, help="total vocabulary size (default 4096)")
+    t.add_argument("--whole-chars", type=int, default=0,
+                   help="for Chinese and other large scripts: the N most frequent non-ASCII characters become "
+                        "tokens of their own (rarer ones stay bytes); counted in --vocab-size (default 0)")
     t.add_argument("--out", required=True, help="directory to write tokenizer.json into")
     t.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text")
     t.add_argument("--skip-bad", action="store_true", help="skip (and count) unreadable files instead of failing")
@@ -36,16 +39,19 @@ def run_train(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UnimaskError(f"{out}: exists and is not a directory; choose another --out")
     floor = len(BASE_SPECIALS) + 256 + N_SENTINELS
+    if args.whole_chars < 0:
+        raise UnimaskError(f"--whole-chars must be 0 or more, got {args.whole_chars}")
+    floor += args.whole_chars
     if args.vocab_size < floor:  # before reading a possibly large corpus
         raise UnimaskError(f"--vocab-size {args.vocab_size} is too small: byte-level BPE with unimask's special "
-                           f"tokens needs at least {floor}")
+                           f"tokens{' and the whole characters' if args.whole_chars else ''} needs at least {floor}")
     check_writable(out, "--out directory")
     stats = ReadStats()
     source = None if args.input == "builtin" else args.input
     docs = list(iter_documents(source, args.text_field, skip_bad=args.skip_bad, stats=stats))
     if not docs:
         raise UnimaskError(f"{args.input}: the corpus is empty (no non-blank text); give it some text")
-    tok = train_tokenizer(docs, args.vocab_size)
+    tok = train_tokenizer(docs, args.vocab_size, whole_chars=args.whole_chars)
     try:
         path = tok.save(out)
     except OSError as exc:

@@ -258,7 +258,8 @@ class Trainer:
                 return
         if entries and not cfg.overwrite:
             raise ConfigError(f"out_dir {out} is not empty ({len(entries)} entries, e.g. '{entries[0]}'); continue "
-                              "it with --resume, choose another out_dir, or add --set overwrite=true")
+                              "it with --resume, choose another out_dir, or add --overwrite (overwrite: true in a "
+                              "run config)")
 
     def _base_model_config(self) -> tuple[ModelConfig, Path | None]:
         spec = self.config.model
