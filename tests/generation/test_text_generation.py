@@ -131,7 +131,10 @@ def test_cli_generate_streams_batches_and_infills(model_dirs: dict[str, Path], t
                                                   capsys: pytest.CaptureFixture) -> None:
     causal = str(model_dirs["causal"])
     engine = LoadedModel.load(causal)
-    expected = engine.complete(PROMPTS[0], SamplingParams(max_new_tokens=10, temperature=0.8, seed=3))[0].text
+    from unimask.commands.generate import DEFAULT_REPETITION_PENALTY as rp
+
+    expected = engine.complete(PROMPTS[0], SamplingParams(max_new_tokens=10, temperature=0.8, seed=3,
+                                                          repetition_penalty=rp))[0].text
     assert main(["generate", "--model", causal, "--prompt", PROMPTS[0], "--max-new-tokens", "10",
                  "--temperature", "0.8", "--seed", "3"]) == 0
     assert capsys.readouterr().out == expected + "\n"
@@ -140,7 +143,7 @@ def test_cli_generate_streams_batches_and_infills(model_dirs: dict[str, Path], t
     assert main(["generate", "--model", causal, "--prompt-file", str(prompts), "--max-new-tokens", "6",
                  "--batch-size", "2", "--jsonl"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    greedy = engine.complete(PROMPTS, SamplingParams(max_new_tokens=6))
+    greedy = engine.complete(PROMPTS, SamplingParams(max_new_tokens=6, repetition_penalty=rp))
     assert sorted((r["index"], r["text"]) for r in rows) == [(i, c.text) for i, c in enumerate(greedy)]
     assert main(["generate", "--model", str(model_dirs["glm"]), "--prompt", "a [MASK] b", "--jsonl",
                  "--max-new-tokens", "4"]) == 0
