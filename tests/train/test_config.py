@@ -125,6 +125,7 @@ def test_shipped_run_configs_are_valid():
     families = set()
     for path in configs.values():
         cfg = TrainConfig.load(path)
-        arch = cfg.model["arch"] if cfg.init_from else cfg.model
+        model = cfg.model
+        arch = model["arch"] if cfg.init_from else (model.get("preset") if isinstance(model, dict) else model)
         families.add((arch, cfg.objective))
     assert ("tiny-encdec", "span_corruption") in families and ("prefix", "ul2r") in families
