@@ -12,11 +12,10 @@ import pytest
 
 pytest.importorskip("langchain_openai")
 
-from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
-from test_langchain_standard import BY_KEYS, COPY, UNICODE, train_chat_model
+from test_langchain_standard import Capabilities, TinyModelLimits, train_chat_model
 
 from unimask.serving import LoadedModel
 from unimask.serving.app import ServerLimits, create_app
@@ -36,7 +35,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, server_class: type) ->
         yield s
 
 
-class TestChatOpenAIAgainstUnimask(ChatModelIntegrationTests):
+class TestChatOpenAIAgainstUnimask(TinyModelLimits, Capabilities, ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatOpenAI
@@ -48,39 +47,6 @@ class TestChatOpenAIAgainstUnimask(ChatModelIntegrationTests):
                 "timeout": 60, "max_tokens": 128, "temperature": 0, "stream_usage": True,
                 "http_async_client": httpx.AsyncClient(timeout=60)}
 
-    has_tool_calling = True
-    has_tool_choice = True
-    has_structured_output = True
     @property
     def structured_output_kwargs(self) -> dict[str, Any]:
         return {"method": "json_schema"}
-
-    supports_json_mode = True
-    returns_usage_metadata = True
-    supports_model_override = False  # one model per server
-    supports_image_inputs = False
-    supports_image_urls = False
-    supports_image_tool_message = False
-    supports_pdf_inputs = False
-    supports_pdf_tool_message = False
-    supports_audio_inputs = False
-    supports_video_inputs = False
-    supports_anthropic_inputs = False
-
-    @pytest.mark.xfail(reason=COPY, raises=AssertionError)
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    def test_tool_calling(self, model: BaseChatModel) -> None:
-        super().test_tool_calling(model)
-
-    @pytest.mark.xfail(reason=COPY, raises=AssertionError)
-    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
-        await super().test_tool_calling_async(model)
-
-    @pytest.mark.xfail(reason=BY_KEYS, raises=OutputParserException)
-    def test_json_mode(self, model: BaseChatModel) -> None:
-        super().test_json_mode(model)
-
-    @pytest.mark.xfail(reason=UNICODE, raises=AssertionError)
-    def test_unicode_tool_call_integration(self, model: BaseChatModel, *, tool_choice: str | None = None,
-                                           force_tool_call: bool = True) -> None:
-        super().test_unicode_tool_call_integration(model, tool_choice=tool_choice, force_tool_call=force_tool_call)
