@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from unimask import build_model, preset
 from unimask.data.tokenizer import default_tokenizer
 from unimask.embeddings import embed_ids, embed_texts
 from unimask.errors import UnimaskError
+from unimask.serving.tiny import tiny_model
 from unimask.structured import GrammarConstraint, GrammarError, json_grammar, tool_call_schema, validate_json_schema
 
 FAMILIES = ["tiny-causal", "tiny-prefix", "tiny-encdec"]
@@ -22,9 +22,7 @@ def tok():
 
 
 def _model(name, tok):
-    torch.manual_seed(0)
-    return build_model(preset(name, vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, eos_token_id=tok.eos_id,
-                              bos_token_id=tok.bos_id)).eval()
+    return tiny_model(name, tok)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -9,17 +9,16 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 lm_eval = pytest.importorskip("lm_eval")
 
 from lm_eval.tasks import TaskManager  # noqa: E402
 
-from unimask import build_model, preset  # noqa: E402
 from unimask.data.tokenizer import default_tokenizer  # noqa: E402
 from unimask.evaluation.formats import reading_format  # noqa: E402
 from unimask.evaluation.scoring import score_pairs  # noqa: E402
 from unimask.integrations.lm_eval import DEFAULT_OBJECTIVE, UnimaskHarnessLM  # noqa: E402
+from unimask.serving.tiny import tiny_model  # noqa: E402
 
 DOCS = [
     {"question": "the sky is", "choices": ["blue", "green", "loud"], "answer": 0, "text": "the sky is blue today"},
@@ -54,9 +53,7 @@ def tok():
 
 
 def _model(name, tok):
-    torch.manual_seed(0)
-    return build_model(preset(name, vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, eos_token_id=tok.eos_id,
-                              bos_token_id=tok.bos_id)).eval()
+    return tiny_model(name, tok)
 
 
 def _run(lm, tasks, names):
