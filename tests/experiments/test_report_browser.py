@@ -8,37 +8,18 @@ installs it): then a missing browser fails the suite.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from unimask.experiments.report.text import QUESTIONS, UI
 
-ARTIFACTS = Path(os.environ.get("UNIMASK_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
-
-def _chromium() -> str:
-    for name in (os.environ.get("UNIMASK_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name) if name else None
-        if path:
-            return path
-    if os.environ.get("UNIMASK_REQUIRE_BROWSER") == "1":
-        pytest.fail("UNIMASK_REQUIRE_BROWSER=1 but no Chromium found (apt-get install chromium)")
-    pytest.skip("no Chromium on this machine (apt-get install chromium); .ci/run installs it")
-    raise AssertionError  # unreachable
-
-
-def test_report_page_in_headless_chromium(smoke_report: Path) -> None:
-    executable = _chromium()
+def test_report_page_in_headless_chromium(smoke_report: Path, chromium: dict, artifacts: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(**chromium)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1400}, locale="en-US")
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
@@ -58,16 +39,16 @@ def test_report_page_in_headless_chromium(smoke_report: Path) -> None:
             assert len(images) >= 10
             assert all(done and width > 0 for done, width, _ in images), [alt for d, w, alt in images if not w]
             assert page.locator("h1 [lang=en]").is_visible() and not page.locator("h1 [lang=zh]").is_visible()
-            page.screenshot(path=str(ARTIFACTS / "report-en.png"))
+            page.screenshot(path=str(artifacts / "report-en.png"))
             page.click("#switch")
             assert page.evaluate("document.body.dataset.lang") == "zh"
             assert page.locator("h1 [lang=zh]").inner_text() == UI["title"]["zh"]
             assert page.locator("h1 [lang=zh]").is_visible() and not page.locator("h1 [lang=en]").is_visible()
             assert page.locator("section#q5 h2").inner_text().strip().endswith(QUESTIONS["5"]["zh"])
-            page.screenshot(path=str(ARTIFACTS / "report-zh.png"), full_page=False)
+            page.screenshot(path=str(artifacts / "report-zh.png"), full_page=False)
             page.reload()  # the choice of language is remembered
             assert page.evaluate("document.body.dataset.lang") == "zh"
         finally:
             browser.close()
     assert not problems, problems
-    assert (ARTIFACTS / "report-en.png").stat().st_size > 10_000
+    assert (artifacts / "report-en.png").stat().st_size > 10_000

@@ -10,9 +10,7 @@ then a missing browser fails the suite.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -26,9 +24,6 @@ from unimask.serving.app import ServerLimits, create_app
 from unimask.serving.page import add_chat_page, chat_html, mask_example
 from unimask.serving.tiny import make_tiny_model_dir
 
-ARTIFACTS = Path(os.environ.get("UNIMASK_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 LIMIT = 64  # the test server's max_tokens
 KEY = "test-key-5f1c"
 PROMPT = "What does the encoder-decoder read?"
@@ -42,24 +37,13 @@ WATCH_REPLY = """() => {
 }"""
 
 
-def _chromium() -> str:
-    for name in (os.environ.get("UNIMASK_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name) if name else None
-        if path:
-            return path
-    if os.environ.get("UNIMASK_REQUIRE_BROWSER") == "1":
-        pytest.fail("UNIMASK_REQUIRE_BROWSER=1 but no Chromium found (apt-get install chromium)")
-    pytest.skip("no Chromium on this machine (apt-get install chromium); .ci/run installs it")
-    raise AssertionError  # unreachable
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
+def browser(chromium: dict[str, Any]) -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(**chromium)
         try:
             yield b
         finally:
@@ -168,7 +152,8 @@ def test_mask_examples_of_every_family() -> None:
 
 
 # In Chromium ------------------------------------------------------------------------------------------------
-def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: LoadedModel, server_class: type) -> None:
+def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: LoadedModel, server_class: type,
+                                                    artifacts: Path) -> None:
     settings = {"temperature": 0, "top_p": 1, "max_tokens": 40, "seed": 11}
     with _serve(server_class, engine) as s:
         w = Watched(browser, s.url)
@@ -192,7 +177,7 @@ def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: Loaded
             assert updates[-1] == final
             assert page.locator(".msg.assistant").last.get_attribute("data-finish") in ("stop", "length")
             assert not page.locator("#error").is_visible()
-            page.screenshot(path=str(ARTIFACTS / "chat-reply.png"))
+            page.screenshot(path=str(artifacts / "chat-reply.png"))
 
             w.set(max_tokens=100_000)  # over the server's limit: the server's own message is shown
             w.send("and once more")
@@ -201,7 +186,7 @@ def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: Loaded
             assert error.inner_text() == f"max_tokens 100000 is over this server's limit of {LIMIT}"
             assert page.locator(".msg").count() == 2  # the refused turn left nothing behind ...
             assert page.locator("#input").input_value() == "and once more"  # ... but its text, to fix and resend
-            page.screenshot(path=str(ARTIFACTS / "chat-error.png"))
+            page.screenshot(path=str(artifacts / "chat-error.png"))
             w.set(max_tokens=8)  # the conversation goes on
             w.send("and once more")
             assert not error.is_visible() and page.locator(".msg").count() == 4
@@ -243,7 +228,7 @@ def test_chat_page_behind_an_api_key(browser: Any, engine: LoadedModel, server_c
 @pytest.mark.parametrize(("preset", "arch", "cells"), [("tiny-prefix", "prefix", (1, 24, 36)),
                                                        ("tiny-encdec", "encoder_decoder", (3, 24, 27))])
 def test_mask_panel_of_the_other_families(browser: Any, server_class: type, tmp_path: Path, preset: str, arch: str,
-                                          cells: tuple[int, int, int]) -> None:
+                                          cells: tuple[int, int, int], artifacts: Path) -> None:
     engine = LoadedModel.load(make_tiny_model_dir(tmp_path / preset, preset), name=preset)
     with _serve(server_class, engine) as s:
         w = Watched(browser, s.url)
@@ -256,7 +241,7 @@ def test_mask_panel_of_the_other_families(browser: Any, server_class: type, tmp_
             w.set(temperature=0, max_tokens=6)
             w.send(PROMPT)
             assert w.page.locator(".msg.assistant").count() == 1 and not w.page.locator("#error").is_visible()
-            w.page.screenshot(path=str(ARTIFACTS / f"chat-{arch}.png"))
+            w.page.screenshot(path=str(artifacts / f"chat-{arch}.png"))
             w.check()
         finally:
             w.close()
