@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shortcut for --set out_dir=DIR (default: the run config's out_dir, runs/<config>)")
     p.add_argument("--parallel", choices=["none", "ddp", "fsdp2"],
                    help="shortcut for --set parallel=... (default: the run config's, none)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="shortcut for --set precision=...: auto (the run config's default) = bf16 autocast on "
+                        "CUDA; on a CPU bf16 only where a probe of this model's step finds it clearly faster")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in out_dir")
     p.add_argument("--loss-on-all-tokens", action="store_true",
                    help="causal decoders: loss on the source tokens too (shortcut for --set "
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"out_dir={args.out_dir}")
     if args.parallel:
         overrides.append(f"parallel={args.parallel}")
+    if args.precision:
+        overrides.append(f"precision={args.precision}")
     if args.overwrite:
         overrides.append("overwrite=true")
     if args.loss_on_all_tokens:
@@ -105,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if result.eval_loss is not None:
         parts.append(f"held-out loss {result.eval_loss:.4f} (perplexity {result.eval_ppl:.2f})")
     print(", ".join(parts))
+    if result.precision_note:
+        print(f"precision: {result.precision_note}")
     if result.checkpoint is not None:
         print(f"checkpoint: {result.checkpoint}")
     print(f"metrics: {result.out_dir / 'metrics.jsonl'}")

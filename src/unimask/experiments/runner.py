@@ -306,7 +306,7 @@ def run_study(spec: StudySpec, out: str | Path, *, device: str = "auto", overwri
     from unimask.experiments.corpus import build_corpus
     from unimask.experiments.facts import calculator_facts
     from unimask.experiments.probes import build_probes, unigram_loss
-    from unimask.train.precision import pick_precision
+    from unimask.train.precision import pick_precision, probe_model
 
     say = echo or (lambda line: None)
     out = Path(out)
@@ -318,12 +318,17 @@ def run_study(spec: StudySpec, out: str | Path, *, device: str = "auto", overwri
     tok = corpus.tokenizer()
     probes = build_probes(spec, corpus.heldout, tok)
     counts = corpus.unigram_counts(tok.vocab_size)
-    precision, probe = pick_precision(spec.precision, device)
+    workers = _workers(spec, device, len(spec.rows) * spec.seeds)
+    threads = 1 if workers > 1 else max(1, torch.get_num_threads())
+    # one precision for every run: the causal row's training step timed as its runs will take it
+    causal = spec.model_config(ROWS["causal"], tok.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id)
+    precision, probe = pick_precision(spec.precision, device, lambda: probe_model(
+        causal, spec.batch_size, spec.seq_len, threads=threads))
+    if probe is not None:
+        say(f"precision: {probe.summary()}")
     jobs = plan_jobs(spec, corpus, tok, out, precision, device)
     for job in jobs:
         job["key"] = job_key(job, spec)
-    workers = _workers(spec, device, len(jobs))
-    threads = 1 if workers > 1 else max(1, torch.get_num_threads())
     results: dict[str, dict[str, Any]] = {}
     for job in jobs:
         done = _finished(job)

@@ -100,7 +100,9 @@ class TrainConfig(_Validated):
     with the UL2R mixture (Tay et al. 2022, "Transcending Scaling Laws with 0.1% Extra Compute").
     ``data``: a ``unimask.data.pipeline.DataConfig`` mapping; ``data.loss_on_targets_only: false`` puts loss on
     every token of a causal decoder's rows (T5's switch; ``unimask train --loss-on-all-tokens``).
-    ``precision``: auto = fp32 on CPU, bf16 autocast on CUDA. ``parallel``: ddp or fsdp2 under torchrun.
+    ``precision``: auto = bf16 autocast on CUDA; on a CPU bf16 only where a probe of this model's training
+    step finds it clearly faster (``unimask.train.precision``), else fp32; a resumed run keeps its own.
+    ``parallel``: ddp or fsdp2 under torchrun.
     ``eval_every``: held-out loss every N optimizer steps (0 = only at the end), on ``eval_batches``
     validation batches (``data.validation_fraction: 0`` trains on all the text and skips held-out loss).
     ``save_every``: checkpoint every N steps (0 = only at the end); ``keep_last`` of them are kept.

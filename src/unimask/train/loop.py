@@ -40,6 +40,7 @@ from unimask.train.curves import CURVE
 from unimask.train.metrics import METRICS, TENSORBOARD, MetricsLog, Progress
 from unimask.train.numerics import Anomaly, NumericsGuard, weights_problem
 from unimask.train.optim import Schedule, build_optimizer
+from unimask.train.precision import PrecisionProbe, probe_step, remembered
 
 log = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"  # a LoRA run's adapter inside each checkpoint, in peft's own format
@@ -66,6 +67,8 @@ class TrainResult:
     eval_ppl: float | None = None
     stopped_early: bool = False
     nothing_to_do: bool = False  # resumed a run that had already reached ``steps``
+    precision: str | None = None  # what the run trained in (fp32 or bf16 autocast)
+    precision_note: str | None = None  # why, when ``precision: auto`` measured it
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -209,8 +212,10 @@ class Trainer:
                 if not adapter.is_file():
                     raise CheckpointError(f"{adapter}: missing; {self.resumed.path} holds no LoRA adapter to resume")
                 load_adapter_state(model, load_file(str(adapter)))
+        model = model.to(ctx.device)
+        self.precision, self.precision_probe = self._pick_precision(model)  # before wrapping: no collectives
         torch.manual_seed(config.seed + ctx.rank)  # dropout streams differ per rank
-        self.model = D.wrap_model(model.to(ctx.device), ctx)
+        self.model = D.wrap_model(model, ctx)
         if config.compile:
             self.model.compile()
         self.optimizer = build_optimizer(self.model, config.optimizer)
@@ -221,7 +226,6 @@ class Trainer:
                                    zero_steps=config.anomaly_zero_grad_steps)
         if self.resumed:
             self._restore(self.resumed)
-        self.precision = self._precision()
 
     # Setup ------------------------------------------------------------------------------------------
     def _find_resume(self, resume: bool | str | Path | None) -> ckpt.TrainCheckpoint | None:
@@ -331,11 +335,27 @@ class Trainer:
             raise UnimaskError("the validation split yields no batch; use a larger corpus, a smaller data.batch_size "
                                "/ data.seq_len, or data.validation_fraction=0 to train without held-out loss")
 
-    def _precision(self) -> str:
-        wanted = self.config.precision
-        if wanted == "auto":
-            return "bf16" if self.ctx.device.type == "cuda" else "fp32"
-        return wanted
+    def _pick_precision(self, model: torch.nn.Module) -> tuple[str, PrecisionProbe | None]:
+        """``precision: auto``: bf16 autocast on CUDA; on a CPU what ``probe_step`` measures on this model and
+        the run's first batch (``unimask.train.precision``), rank 0's choice for every rank. A resumed run
+        keeps the precision its checkpoint was trained in, so that resuming stays exact."""
+        wanted, ctx = self.config.precision, self.ctx
+        if wanted != "auto":
+            return wanted, None
+        if ctx.device.type == "cuda":
+            return "bf16", None
+        kept = self.resumed.state.get("precision") if self.resumed is not None else None
+        if kept in ("fp32", "bf16"):
+            return kept, None
+        start = self.batches.state_dict()  # the probe's batch is the first one, drawn again by the run
+        batch = next(iter(self.batches))
+        self.batches.load_state_dict(start)
+        batch = {k: v.to(ctx.device) for k, v in batch.items()}
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        what = {"model": self.model_config.to_dict(), "trainable": trainable, "world_size": ctx.world_size,
+                "batch": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(batch.items())}}
+        probe = remembered(what, lambda: probe_step(model, batch))
+        return D.all_gather_json(probe.choice, ctx)[0], probe
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "bf16":
@@ -392,10 +412,17 @@ class Trainer:
         D.barrier(ctx)
         metrics = MetricsLog(self.out_dir, tensorboard=cfg.tensorboard, start_step=self.step) if ctx.is_main else None
         progress = Progress(cfg.steps, self.step, enabled=cfg.progress and ctx.is_main)
-        result = TrainResult(out_dir=self.out_dir, checkpoint=None, step=self.step)
+        probe = self.precision_probe
+        result = TrainResult(out_dir=self.out_dir, checkpoint=None, step=self.step, precision=self.precision,
+                             precision_note=probe.summary() if probe else None)
         saved_at = self.step if self.resumed else -1
         if metrics is not None and self.resumed:
             metrics.write("resume", self.step, {"checkpoint": str(self.resumed.path)})
+        if metrics is not None:
+            metrics.write("precision", self.step, {"used": self.precision, "requested": cfg.precision,
+                                                   "probe": probe.to_dict() if probe else None})
+        if probe is not None:
+            progress.note(f"precision: {probe.summary()}")
         try:
             with _StopFlag() as flag:
                 if cfg.eval_every and cfg.eval_at_start and self.step == 0:
@@ -580,6 +607,7 @@ class Trainer:
         if ctx.is_main:
             state = {"schedule": self.schedule.state_dict(), "data": data_states, "world_size": ctx.world_size,
                      "counters": self.counters, "parallel": ctx.parallel, "config": self.config.to_dict(),
+                     "precision": self.precision,
                      "numerics": {"healthy": True, "guard": self.guard.state_dict()}}
             path = ckpt.save_checkpoint(self.out_dir, self.step, model_state=model_state,
                                         model_config=self.model_config, tokenizer=self.tokenizer,
