@@ -52,7 +52,10 @@ What is measured, and how
   near-tie can flip a token): new tokens/s = batch x new tokens / wall time of one call (prefill included),
   for unimask ``model.generate``, transformers ``generate`` with its default (dynamic) cache and with
   ``cache_implementation="static"``, interleaved, median; the tokens must be identical (a mismatch is
-  printed loudly and makes the exit status 1).
+  printed loudly and makes the exit status 1). "Linear layers alone" (``linear_floor``) times just the
+  matrix products of as many decoding steps, in the same interleaving: no attention, norms, sampling or
+  Python around them. At batch 1 that reads every weight once per token, a bound no decode loop can beat,
+  and its ratio to transformers is the largest speed-up any implementation could show in that precision.
 
 Not a test: numbers depend on the machine and its load.
 """
@@ -213,11 +216,12 @@ def bench_generation(d: int, args: argparse.Namespace) -> list[dict[str, Any]]:
             except Exception as exc:  # a transformers cache that fails here is reported, not fatal
                 row["errors"][name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 del fns[name]
+        fns["linear_floor"] = linear_floor(um, b, N, args.device)
         times, outs = interleaved(fns, args.repeats, 1, args.device)
         row["seconds"] = times
         row["tok_s"] = {k: b * N / median(v) for k, v in times.items()}
         row["same_tokens"] = {k: bool(torch.equal(outs["unimask"].cpu(), outs[k].cpu())) for k in outs
-                              if k != "unimask"}
+                              if k.startswith("transformers")}
         for k, same in row["same_tokens"].items():
             if not same:
                 diff = (outs["unimask"].cpu() != outs[k].cpu()).nonzero()[0].tolist()
@@ -225,6 +229,26 @@ def bench_generation(d: int, args: argparse.Namespace) -> list[dict[str, Any]]:
                       f"(row, step) {diff}", file=sys.stderr)
         rows.append(row)
     return rows
+
+
+def linear_floor(model: Any, batch: int, steps: int, device: str) -> Callable[[], None]:
+    """The linear layers of ``steps`` decoding steps and nothing else: every weight matrix of the model
+    (output layer included, each once) times a ``(batch, 1, in)`` input, as one decoded token needs. At batch 1
+    this reads every weight once per token, so its tokens/s bounds any decode loop, whatever the overhead."""
+    seen: dict[int, torch.Tensor] = {}
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            seen.setdefault(id(m.weight), m.weight.detach())
+    weights = list(seen.values())
+    xs = [torch.randn(batch, 1, w.shape[1], device=device) for w in weights]
+
+    def run() -> None:
+        with torch.no_grad():
+            for _ in range(steps):
+                for w, x in zip(weights, xs):
+                    torch.nn.functional.linear(x, w)
+
+    return run
 
 
 # Report --------------------------------------------------------------------------------------------------
@@ -277,7 +301,8 @@ def prefix_ratios(entries: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
 
 def gen_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| d_model | batch | unimask tok/s | transformers tok/s | ratio | transformers static tok/s | ratio "
-             "| identical tokens |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| linear layers alone tok/s | their ratio to transformers | identical tokens |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         tok, um = r["tok_s"], r["tok_s"]["unimask"]
         cells = []
@@ -286,6 +311,9 @@ def gen_table(rows: list[dict[str, Any]]) -> list[str]:
                 cells += [fmt_rate(tok[k]), f"{um / tok[k]:.2f}x"]
             else:
                 cells += [f"failed: {r['errors'].get(k, '?')}", ""]
+        floor = tok.get("linear_floor")
+        cells += ([fmt_rate(floor), f"{floor / tok['transformers']:.2f}x" if "transformers" in tok else ""]
+                  if floor else ["not measured", ""])
         same = ", ".join(f"{k.replace('transformers', 'hf')}: {'yes' if v else 'NO (MISMATCH)'}"
                          for k, v in r["same_tokens"].items())
         lines.append(f"| {r['d_model']} | {r['batch']} | {fmt_rate(um)} | " + " | ".join(cells) + f" | {same} |")

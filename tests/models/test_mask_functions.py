@@ -222,6 +222,9 @@ def test_plain_only_where_nothing_else_is_masked() -> None:
     for kwargs in ({"past": 2}, {"segment_ids": seg}, {"key_valid": valid}, {"prefix_lengths": torch.tensor([1])},
                    {"is_prefix": torch.tensor([[T, F_, F_]])}):
         assert masks.decoder_self_attention(1, 3, **kwargs).plain is None, kwargs
+    step = masks.decoder_self_attention(2, 1, past=4)  # one decoded token after a cache without padding
+    assert step.plain == "bidirectional" and step.to_dense().all()  # it sees every key: SDPA needs no mask
+    assert masks.decoder_self_attention(2, 1, past=4, key_valid=torch.tensor([[1] * 5, [0] + [1] * 4])).plain is None
     assert masks.encoder_self_attention(1, 3).plain == "bidirectional"
     assert masks.encoder_self_attention(1, 3, attention_mask=valid).plain is None
     assert masks.encoder_self_attention(1, 3, segment_ids=seg).plain is None

@@ -6,7 +6,8 @@ The directory is ``$UNIMASK_CACHE`` if set, else ``~/.cache/unimask``. It holds:
 - ``tokenizer-builtin-*/tokenizer.json``: the default BPE tokenizer trained on it;
 - ``prepared/<key>/``: corpora tokenized into shards for training, keyed by their files and tokenizer;
 - ``studies/<key>/``: the comparison study's corpus and tokenizer;
-- ``converted/<key>/``: Hugging Face checkpoints converted once for ``unimask finetune``.
+- ``converted/<key>/``: Hugging Face checkpoints converted once for ``unimask finetune``;
+- ``precision/<key>.json``: the fp32/bf16 decision of ``precision: auto`` per machine and model.
 
 Every entry is rebuilt when missing, so deleting the directory (``rm -rf ~/.cache/unimask``) is always
 safe; set ``UNIMASK_CACHE`` to keep it elsewhere. Files are written atomically (a temporary file renamed

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from unimask.config import ModelConfig
 from unimask.errors import ConfigError
 from unimask.models.kv_cache import LayerCache
-from unimask.models.layers import make_norm, rotate_qk
+from unimask.models.layers import linear, make_norm, rotate_qk
 from unimask.models.masks import AttentionMask, to_attention_mask
 
 if TYPE_CHECKING:
@@ -192,16 +192,16 @@ class Attention(nn.Module):
                 return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
         """``x (B, T, d)`` -> ``(B, T, d)``. ``memory (B, S, d)``: encoder states for cross attention."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)
+        q = linear(self.q_proj, x).view(B, T, self.n_heads, self.head_dim)
         q = (self.q_norm(q) if self.qk_norm else q).transpose(1, 2)  # (B, H, T, hd)
         if self.cross and cache is not None and cache.length > 0:
             k, v = cache.keys(), cache.values()  # encoder keys/values, computed once
         else:
             src = memory if self.cross else x
             S = src.shape[1]
-            k = self.k_proj(src).view(B, S, self.n_kv_heads, self.head_dim)
+            k = linear(self.k_proj, src).view(B, S, self.n_kv_heads, self.head_dim)
             k = (self.k_norm(k) if self.qk_norm else k).transpose(1, 2)  # (B, Hkv, S, hd)
-            v = self.v_proj(src).view(B, S, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = linear(self.v_proj, src).view(B, S, self.n_kv_heads, self.head_dim).transpose(1, 2)
             if rope is not None:
                 q, k = rotate_qk(q, k, rope)
             if cache is not None:
@@ -210,4 +210,4 @@ class Attention(nn.Module):
                             dropout_p=self.dropout if self.training else 0.0, backend=self.backend,
                             return_probs=return_probs, softcap=self.softcap)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*hd)
-        return self.o_proj(out), probs
+        return linear(self.o_proj, out), probs

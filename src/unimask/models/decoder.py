@@ -38,8 +38,11 @@ class DecoderLM(UnimaskLM):
         key_valid = attention_mask
         if cache is not None:
             if attention_mask is not None:
-                cache.key_valid[:, past:past + length] = attention_mask.bool()
-            key_valid = cache.key_valid[:, : past + length]  # (B, past + T)
+                valid = attention_mask.bool()
+                cache.key_valid[:, past:past + length] = valid
+                cache.padded = cache.padded or not bool(valid.all())  # one check per prompt, not per step
+            # (B, past + T); without padding none is needed, and a decoded token's mask stays plain
+            key_valid = cache.key_valid[:, : past + length] if cache.padded else None
         prefix = self.config.arch == "prefix"
         return masks.decoder_self_attention(batch, length, past=past, is_prefix=is_prefix if prefix else None,
                                             prefix_lengths=prefix_lengths if prefix else None,

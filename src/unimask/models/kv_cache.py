@@ -40,7 +40,8 @@ class LayerCache:
 class KVCache:
     """Caches for a whole model: one ``LayerCache`` per self-attention layer (and per cross-attention
     layer of an encoder-decoder, filled once from the encoder), plus which key positions are real
-    tokens (``key_valid (B, max_len)``; left padding of a batch of prompts is False)."""
+    tokens (``key_valid (B, max_len)``; left padding of a batch of prompts is False) and whether any is not
+    (``padded``)."""
 
     def __init__(self, n_layers: int, batch: int, n_kv_heads: int, max_len: int, head_dim: int, *,
                  dtype: torch.dtype, device: torch.device, cross_len: int = 0) -> None:
@@ -50,6 +51,7 @@ class KVCache:
         self.layers = [make(max_len) for _ in range(n_layers)]
         self.cross = [make(cross_len) for _ in range(n_layers)] if cross_len else []
         self.key_valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        self.padded = False  # whether any written key is padding (else the mask needs no key_valid)
         self.max_len = max_len
 
     @property

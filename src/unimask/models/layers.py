@@ -38,6 +38,14 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
+def linear(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)``; a plain ``nn.Linear`` is applied without the module call (its Python overhead is a
+    noticeable part of a one-token decoding step). Wrapped layers (LoRA adapters) keep their own forward."""
+    if type(module) is nn.Linear:
+        return F.linear(x, module.weight, module.bias)
+    return module(x)
+
+
 def make_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
     dim = dim or config.d_model
     if config.norm == "rmsnorm":
@@ -76,7 +84,7 @@ class MLP(nn.Module):
             self.gate_proj = nn.Linear(d, f, bias=b)
         self.up_proj = nn.Linear(d, f, bias=b)
         self.down_proj = nn.Linear(f, d, bias=b)
-        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gated:
@@ -88,10 +96,12 @@ class MLP(nn.Module):
                 gate, up = F.linear(x, weight, bias).chunk(2, dim=-1)
                 h = self.act(gate) * up  # (B, T, f)
             else:
-                h = self.act(self.gate_proj(x)) * self.up_proj(x)
+                h = self.act(linear(self.gate_proj, x)) * linear(self.up_proj, x)
         else:
-            h = self.act(self.up_proj(x))
-        return self.down_proj(self.dropout(h))
+            h = self.act(linear(self.up_proj, x))
+        if self.dropout is not None:
+            h = self.dropout(h)
+        return linear(self.down_proj, h)
 
 
 # Rotary positions (Su et al. 2021, RoFormer) -----------------------------------------------------------

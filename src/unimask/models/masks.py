@@ -271,7 +271,9 @@ def decoder_self_attention(batch: int, q_len: int, *, past: int = 0, is_prefix: 
     if key_valid is not None:
         fn = and_(fn, padding_fn(key_valid))
     per_row = prefix is not None or segment_ids is not None or key_valid is not None
-    plain: Plain | None = "causal" if not per_row and past == 0 else None
+    plain: Plain | None = None
+    if not per_row:  # causal from the start; one decoded query after the past sees every key
+        plain = "causal" if past == 0 else "bidirectional" if q_len == 1 else None
     return AttentionMask(fn, batch=batch if per_row else None, q_len=q_len, kv_len=past + q_len, device=device,
                          plain=plain)
 

@@ -41,6 +41,10 @@ class Block(nn.Module):
                 self.cross_post_norm = make_norm(config)
         self.dropout = nn.Dropout(config.dropout)
 
+    def _drop(self, x: Tensor) -> Tensor:
+        """Dropout on a sublayer's output; without dropout no call at all (a decoding step makes many)."""
+        return self.dropout(x) if self.training and self.dropout.p > 0 else x
+
     def forward(self, x: Tensor, mask: Mask | None, *, rope: tuple[Tensor, ...] | None = None,
                 bias: Tensor | None = None, memory: Tensor | None = None, cross_mask: Mask | None = None,
                 cache: KVCache | None = None, index: int = 0,
@@ -51,14 +55,14 @@ class Block(nn.Module):
         if self.parallel:  # x + attn(norm(x)) + mlp(norm(x)) (Wang & Komatsuzaki 2021; Chowdhery et al. 2022)
             h = self.attn_norm(x)
             a, probs = self.attn(h, mask, rope=rope, bias=bias, cache=self_cache, return_probs=return_probs)
-            return x + self.dropout(a) + self.dropout(self.mlp(h)), probs, None
+            return x + self._drop(a) + self._drop(self.mlp(h)), probs, None
         if self.post_norm:
             a, probs = self.attn(x, mask, rope=rope, bias=bias, cache=self_cache, return_probs=return_probs)
-            x = self.attn_norm(x + self.dropout(a))
+            x = self.attn_norm(x + self._drop(a))
         else:
             a, probs = self.attn(self.attn_norm(x), mask, rope=rope, bias=bias, cache=self_cache,
                                  return_probs=return_probs)
-            x = x + self.dropout(self.attn_post_norm(a) if self.sandwich else a)
+            x = x + self._drop(self.attn_post_norm(a) if self.sandwich else a)
         cross_probs = None
         if self.has_cross:
             cross_cache = cache.cross[index] if cache is not None and cache.cross else None
@@ -67,11 +71,11 @@ class Block(nn.Module):
                                              return_probs=return_probs)
             if self.sandwich:
                 c = self.cross_post_norm(c)
-            x = self.cross_norm(x + self.dropout(c)) if self.post_norm else x + self.dropout(c)
+            x = self.cross_norm(x + self._drop(c)) if self.post_norm else x + self._drop(c)
         if self.post_norm:
-            return self.mlp_norm(x + self.dropout(self.mlp(x))), probs, cross_probs
+            return self.mlp_norm(x + self._drop(self.mlp(x))), probs, cross_probs
         m = self.mlp(self.mlp_norm(x))
-        return x + self.dropout(self.mlp_post_norm(m) if self.sandwich else m), probs, cross_probs
+        return x + self._drop(self.mlp_post_norm(m) if self.sandwich else m), probs, cross_probs
 
 
 class Stack(nn.Module):
