@@ -82,6 +82,7 @@ from benchlib import (
     matmul_peak,
     median,
     run_probe,
+    tune_malloc,
     write_results,
 )
 from hf_twins import (
@@ -327,6 +328,9 @@ def render(data: dict[str, Any]) -> str:
            f"{a['repeats']} interleaved runs after {a['warmup']} warm-up runs each."]
     if a["repeats"] < 5:
         out.append(f"**Only {a['repeats']} runs per median (fewer than 5): a smoke run, not a result.**")
+    if a.get("tune_malloc"):
+        out.append("glibc's mmap and trim thresholds raised to 1 GiB for this process (`--tune-malloc`, both "
+                   "libraries): freed buffers are reused instead of unmapped and faulted in again.")
     if data["train"]:
         out += ["", f"## Training step (forward, backward, AdamW), fp32, batch {a['batch']} x {a['seq_len']} tokens "
                 "(encoder-decoders: 3/4 source, 1/4 target)", ""]
@@ -372,6 +376,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-steps", type=int, help="training steps of each memory probe (0 = skip)")
     p.add_argument("--peak-seconds", type=float, help="time spent measuring the matmul peak (each time)")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--tune-malloc", action="store_true",
+                   help="raise glibc's mmap/trim thresholds first (both libraries, one process): how much of a "
+                        "ratio is the allocator's page faults")
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--no-generate", action="store_true")
     p.add_argument("--device", default="cpu")
@@ -425,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tune_malloc and not tune_malloc():
+        print("bench_vs_hf: --tune-malloc needs glibc (Linux)", file=sys.stderr)
+        return 2
     if args.memory_probe:
         print(json.dumps(memory_probe(json.loads(args.memory_probe))))
         return 0
