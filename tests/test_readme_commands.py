@@ -87,8 +87,8 @@ SKIPPED: dict[str, str] = {
         "the test suite itself (make test runs it)",
     "UNIMASK_FUZZ_EXAMPLES=500 .venv/bin/python -m pytest -q tests/serving/test_server_fuzz.py":
         "the test suite itself, longer",
-    ".venv/bin/python benchmarks/bench_vs_hf.py --sizes 256,512": "a benchmark: 13 minutes on 2 cores",
-    ".venv/bin/python benchmarks/bench_vs_hf.py": "a benchmark: about an hour on CPU",
+    ".venv/bin/python benchmarks/bench_vs_hf.py --sizes 256,512": "a benchmark: 15 minutes on 2 cores",
+    ".venv/bin/python benchmarks/bench_vs_hf.py": "a benchmark: 33 minutes on 2 cores",
     ".venv/bin/python benchmarks/bench_vs_hf.py --quick": "a benchmark: two minutes",
     ".venv/bin/python benchmarks/gpu_bench.py": "needs a GPU",
 }
