@@ -185,10 +185,9 @@ def time_prefix_vs_causal(spec: StudySpec, corpus: Any, tok: Any, threads: int, 
     decoder on real batches of their objectives, interleaved ``timing_repeats`` times in one process."""
     from unimask.data.pipeline import build_batches
     from unimask.models import build_model
+    from unimask.train.precision import torch_threads
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         models, opts, batches = {}, {}, {}
         for name in ("causal", "prefix"):
             row = ROWS[name]
@@ -221,8 +220,6 @@ def time_prefix_vs_causal(spec: StudySpec, corpus: Any, tok: Any, threads: int, 
         return {"causal_step_seconds": med["causal"], "prefix_step_seconds": med["prefix"],
                 "prefix_over_causal": med["prefix"] / med["causal"], "repeats": spec.timing_repeats,
                 "threads": threads, "samples": times}
-    finally:
-        torch.set_num_threads(old)
 
 
 # The study ---------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ class MLP(nn.Module):
             self.gate_proj = nn.Linear(d, f, bias=b)
         self.up_proj = nn.Linear(d, f, bias=b)
         self.down_proj = nn.Linear(f, d, bias=b)
-        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gated:
@@ -99,7 +99,7 @@ class MLP(nn.Module):
                 h = self.act(linear(self.gate_proj, x)) * linear(self.up_proj, x)
         else:
             h = self.act(linear(self.up_proj, x))
-        if self.dropout is not None:
+        if self.training and self.dropout.p > 0:  # no call without dropout (a decoding step makes many)
             h = self.dropout(h)
         return linear(self.down_proj, h)
 

@@ -144,7 +144,8 @@ def probe_step(model: nn.Module, batch: dict[str, Tensor], *, repeats: int = 2,
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch threads (None or 0: as they are), then restore the previous count."""
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
@@ -171,7 +172,7 @@ def probe_model(config: Any, batch_size: int, seq_len: int, *, threads: int | No
             ids = torch.randint(4, config.vocab_size, (batch_size, seq_len))
             return probe_step(model, {"input_ids": ids, "labels": ids}, cpu=cpu)
 
-    with _threads(threads):
+    with torch_threads(threads):
         return remembered({"model": config.to_dict(), "batch": [batch_size, seq_len], "kind": "decoder-lm"}, measure)
 
 
@@ -215,4 +216,5 @@ def pick_precision(requested: str, device: str, probe: Callable[[], PrecisionPro
     return found.choice, found
 
 
-__all__ = ["PrecisionProbe", "choose", "pick_precision", "probe_cpu", "probe_model", "probe_step", "remembered"]
+__all__ = ["PrecisionProbe", "choose", "pick_precision", "probe_cpu", "probe_model", "probe_step", "remembered",
+           "torch_threads"]
