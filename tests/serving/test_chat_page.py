@@ -11,6 +11,7 @@ then a missing browser fails the suite.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -155,6 +156,9 @@ def test_mask_examples_of_every_family() -> None:
 def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: LoadedModel, server_class: type,
                                                     artifacts: Path) -> None:
     settings = {"temperature": 0, "top_p": 1, "max_tokens": 40, "seed": 11}
+    # pace the tiny model (30 ms a token): faster, the whole stream can arrive in one network read, which
+    # the page rightly renders once, and streaming could not be told from a single reply
+    pace = engine.model.register_forward_hook(lambda *_: time.sleep(0.03))
     with _serve(server_class, engine) as s:
         w = Watched(browser, s.url)
         try:
@@ -193,6 +197,7 @@ def test_chat_page_streams_a_reply_and_shows_errors(browser: Any, engine: Loaded
             w.check(400)
         finally:
             w.close()
+            pace.remove()
 
 
 def test_chat_page_behind_an_api_key(browser: Any, engine: LoadedModel, server_class: type) -> None:
